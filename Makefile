@@ -1,0 +1,64 @@
+# RecModel: `make demo` shows it working end to end, `make test` runs every test.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv demo test test-fast lint format bench bench-quick operator cluster-build cluster-up cluster-down crd manifests clean
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): constraints.txt requirements-dev.txt operator/pyproject.toml model_handlers/pyproject.toml
+	@test -x .venv/bin/python || python3 -m venv .venv
+	.venv/bin/pip install -q -c constraints.txt -r requirements-dev.txt -e ./operator -e './model_handlers[torchserve]'
+	@touch $@
+
+cluster-build: venv
+	$(PY) -m devcluster build
+
+cluster-up: venv
+	$(PY) -m devcluster up
+
+cluster-down: venv
+	$(PY) -m devcluster down
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy operator/recmodel_operator model_handlers/recmodel_handlers devcluster bench
+	.venv/bin/lint-imports
+
+format: venv
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+# Every test: unit, serving (real model-server processes), integration and e2e (local control plane).
+test: venv cluster-build lint
+	$(PY) -m pytest tests
+
+test-fast: venv
+	$(PY) -m pytest tests/unit
+
+crd: venv
+	$(PY) -m recmodel_operator.crd > charts/recmodel-operator/crds/recmodels.recmodel.dev.yaml
+	cp charts/recmodel-operator/crds/recmodels.recmodel.dev.yaml manifests/crd.yaml
+
+manifests: venv cluster-build
+	$(PY) -m bench.tools.render_manifests
+
+operator: venv cluster-up
+	.devcluster/bin/kubectl --kubeconfig .devcluster/kubeconfig apply --server-side -f manifests/crd.yaml
+	KUBECONFIG=$(CURDIR)/.devcluster/kubeconfig RECMODEL_HEALTH_ENDPOINT=http://127.0.0.1:8080/healthz RECMODEL_METRICS_HOST=127.0.0.1 \
+		.venv/bin/recmodel-operator
+
+demo: venv cluster-build
+	$(PY) -m demo $(DEMO_ARGS)
+
+bench: venv cluster-build
+	$(PY) -m bench
+
+bench-quick: venv
+	$(PY) -m bench --quick
+
+clean: cluster-down
+	rm -rf .devcluster .demo bench/results

@@ -1,0 +1,29 @@
+"""`python -m devcluster build|up|down|status`."""
+
+from __future__ import annotations
+
+import argparse
+
+from devcluster import cluster
+from devcluster.build import build_all
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__)
+    parser.add_argument("command", choices=["build", "up", "down", "status"])
+    args = parser.parse_args()
+    if args.command == "build":
+        print(build_all())
+    elif args.command == "up":
+        found = cluster.up()
+        print(f"export KUBECONFIG={found.kubeconfig}")
+    elif args.command == "down":
+        cluster.down()
+    else:
+        running = cluster.is_running()
+        print(f"running at {cluster.info().server}" if running else "not running")
+        raise SystemExit(0 if running else 1)
+
+
+if __name__ == "__main__":
+    main()

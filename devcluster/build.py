@@ -1,0 +1,81 @@
+"""Builds the control-plane binaries from the Go module proxy into a versioned cache folder.
+
+Each wrapper module under `gomod/` pins one upstream module (Kubernetes' staging modules by
+`replace`, see `pin_kubernetes.py`); Go's own module and build caches make rebuilds cheap.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devcluster.versions import BINARIES, COMPONENTS, GOMOD_DIR, KWOK_VERSION, Component, bin_dir, cache_dir
+
+KWOK_STAGE_FILES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat/node-heartbeat.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+
+
+def _log(message: str) -> None:
+    print(f"[devcluster] {message}", file=sys.stderr, flush=True)
+
+
+def _go_env(name: str) -> str:
+    return subprocess.run(["go", "env", name], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _build_component(component: Component, out_dir: Path) -> None:
+    module_dir = GOMOD_DIR / component.module_dir
+    ldflags = " ".join(("-s", "-w", *component.version_ldflags))
+    for name, package in component.binaries().items():
+        if (out_dir / name).exists():
+            continue
+        _log(f"building {name} {component.version} from {package}")
+        started = time.monotonic()
+        tmp = out_dir / f".{name}.tmp"
+        subprocess.run(
+            ["go", "build", "-mod=readonly", "-ldflags", ldflags, "-o", str(tmp), package],
+            cwd=module_dir,
+            check=True,
+        )
+        tmp.rename(out_dir / name)
+        _log(f"built {name} in {time.monotonic() - started:.0f}s")
+
+
+def kwok_stages_file() -> Path:
+    return cache_dir() / "kwok-stages.yaml"
+
+
+def _write_kwok_stages() -> None:
+    """KWOK's binary has no built-in stages; its module ships the standard ones as YAML."""
+    target = kwok_stages_file()
+    if target.exists():
+        return
+    module = Path(_go_env("GOMODCACHE")) / f"sigs.k8s.io/kwok@{KWOK_VERSION}"
+    if not module.exists():
+        subprocess.run(["go", "mod", "download", f"sigs.k8s.io/kwok@{KWOK_VERSION}"], cwd=GOMOD_DIR / "kwok", check=True)
+    docs = [(module / rel).read_text() for rel in KWOK_STAGE_FILES]
+    target.write_text("\n---\n".join(doc.strip() for doc in docs) + "\n")
+
+
+def missing_binaries() -> list[str]:
+    return [name for name in BINARIES if not (bin_dir() / name).exists()]
+
+
+def build_all() -> Path:
+    """Builds whatever is missing; returns the folder with the binaries."""
+    out_dir = bin_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if shutil.which("go") is None:
+        raise SystemExit("go is not on PATH: the control plane is built from the Go module proxy")
+    for component in COMPONENTS.values():
+        _build_component(component, out_dir)
+    _write_kwok_stages()
+    return out_dir

@@ -1,0 +1,247 @@
+"""Starts and stops the local control plane as processes on 127.0.0.1.
+
+State (pids, ports) lives in `.devcluster/state.json`, so `up` is idempotent and `down`
+stops exactly the processes it started, by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from devcluster import pki as pki_module
+from devcluster import processes
+from devcluster.build import build_all, kwok_stages_file
+from devcluster.kubeconfig import write_kubeconfig
+from devcluster.nodes import NODES, render_node
+from devcluster.ports import free_ports, is_listening
+from devcluster.processes import Layout, Ports
+from devcluster.versions import REPO_ROOT
+
+START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    kubeconfig: Path
+    server: str
+    bin_dir: Path
+
+
+def default_layout() -> Layout:
+    return Layout(Path(os.environ.get("DEVCLUSTER_DIR", REPO_ROOT / ".devcluster")))
+
+
+def _log(message: str) -> None:
+    print(f"[devcluster] {message}", file=sys.stderr, flush=True)
+
+
+def _read_state(layout: Layout) -> dict[str, object] | None:
+    try:
+        state: dict[str, object] = json.loads(layout.state.read_text())
+        return state
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _pid_alive(pid: int, binary: str) -> bool:
+    """Alive and still the program we started (pids are reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return Path(cmdline).name == binary
+
+
+def _admin_ssl_context(layout: Layout) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(layout.pki.ca_cert))
+    context.load_cert_chain(str(layout.pki.admin_cert), str(layout.pki.admin_key))
+    return context
+
+
+def _insecure_ssl_context() -> ssl.SSLContext:
+    # kube-controller-manager and kube-scheduler serve /healthz with self-signed certificates.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, log_file: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    tail = ""
+    if log_file and log_file.exists():
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
+    raise RuntimeError(f"{what} did not become healthy within {timeout:.0f}s\n{tail}")
+
+
+def is_running(layout: Layout | None = None) -> bool:
+    layout = layout or default_layout()
+    state = _read_state(layout)
+    if not state:
+        return False
+    pids = state.get("pids", {})
+    assert isinstance(pids, dict)
+    if not all(_pid_alive(int(pid), name) for name, pid in pids.items()):
+        return False
+    server = str(state.get("server", ""))
+    return _http_ok(f"{server}/readyz", _admin_ssl_context(layout))
+
+
+def info(layout: Layout | None = None) -> ClusterInfo:
+    layout = layout or default_layout()
+    state = _read_state(layout) or {}
+    return ClusterInfo(kubeconfig=layout.kubeconfig, server=str(state.get("server", "")), bin_dir=layout.bin)
+
+
+def _start(name: str, argv: list[str], layout: Layout) -> int:
+    log = open(layout.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
+    process = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=layout.root
+    )
+    log.close()
+    return process.pid
+
+
+def _kubectl(layout: Layout, *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run(
+        [str(layout.bin / "kubectl"), f"--kubeconfig={layout.kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _nodes_ready(layout: Layout) -> bool:
+    try:
+        nodes = json.loads(_kubectl(layout, "get", "nodes", "-o", "json"))["items"]
+    except RuntimeError:
+        return False
+    ready = [
+        n
+        for n in nodes
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+    ]
+    return len(ready) >= len(NODES)
+
+
+def _default_service_account(layout: Layout) -> bool:
+    try:
+        _kubectl(layout, "get", "serviceaccount", "default", "-n", "default")
+    except RuntimeError:
+        return False
+    return True
+
+
+def up(layout: Layout | None = None) -> ClusterInfo:
+    """Starts the cluster unless it is already running; returns how to reach it."""
+    layout = layout or default_layout()
+    if is_running(layout):
+        _log(f"already running at {info(layout).server}")
+        return info(layout)
+    down(layout, quiet=True)
+    started = time.monotonic()
+    bin_dir = build_all()
+
+    layout.root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(layout.etcd_data, ignore_errors=True)
+    shutil.rmtree(layout.logs, ignore_errors=True)
+    layout.logs.mkdir(parents=True)
+    layout.bin.mkdir(exist_ok=True)
+    for tool in ("kubectl", "helm"):
+        link = layout.bin / tool
+        link.unlink(missing_ok=True)
+        link.symlink_to(bin_dir / tool)
+
+    cluster_pki = pki_module.create(layout.pki.directory)
+    ports = Ports(*free_ports(6))
+    server = f"https://127.0.0.1:{ports.apiserver}"
+    write_kubeconfig(layout.kubeconfig, server, cluster_pki)
+
+    argvs = {
+        "etcd": processes.etcd(bin_dir, layout, ports),
+        "kube-apiserver": processes.kube_apiserver(bin_dir, layout, ports),
+        "kube-controller-manager": processes.kube_controller_manager(bin_dir, layout, ports),
+        "kube-scheduler": processes.kube_scheduler(bin_dir, layout, ports),
+        "kwok": processes.kwok(bin_dir, kwok_stages_file(), layout, ports),
+    }
+    pids: dict[str, int] = {}
+
+    def save_state() -> None:
+        layout.state.write_text(json.dumps({"server": server, "ports": asdict(ports), "pids": pids}, indent=2))
+
+    admin = _admin_ssl_context(layout)
+    health: dict[str, Callable[[], bool]] = {
+        "etcd": lambda: _http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"),
+        "kube-apiserver": lambda: _http_ok(f"{server}/readyz", admin),
+        "kube-controller-manager": lambda: _http_ok(
+            f"https://127.0.0.1:{ports.controller_manager}/healthz", _insecure_ssl_context()
+        ),
+        "kube-scheduler": lambda: _http_ok(f"https://127.0.0.1:{ports.scheduler}/healthz", _insecure_ssl_context()),
+        "kwok": lambda: is_listening(ports.kwok),
+    }
+    try:
+        for name in START_ORDER:
+            pids[name] = _start(name, argvs[name], layout)
+            save_state()
+            _wait(name, health[name], timeout=60, log_file=layout.logs / f"{name}.log")
+            _log(f"{name} is up (pid {pids[name]})")
+        _kubectl(layout, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [render_node(n) for n in NODES]}))
+        _wait("nodes", lambda: _nodes_ready(layout), timeout=60, log_file=layout.logs / "kwok.log")
+        _wait("default service account", lambda: _default_service_account(layout), timeout=60)
+    except BaseException:
+        down(layout, quiet=True)
+        raise
+    _log(f"ready at {server} in {time.monotonic() - started:.1f}s; KUBECONFIG={layout.kubeconfig}")
+    return info(layout)
+
+
+def down(layout: Layout | None = None, quiet: bool = False) -> None:
+    """Stops every process `up` started, newest first, and forgets the state."""
+    layout = layout or default_layout()
+    state = _read_state(layout)
+    pids = state.get("pids", {}) if state else {}
+    assert isinstance(pids, dict)
+    for name in reversed(START_ORDER):
+        pid = pids.get(name)
+        if pid is None or not _pid_alive(int(pid), name):
+            continue
+        try:
+            os.killpg(int(pid), signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + 10
+        while _pid_alive(int(pid), name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _pid_alive(int(pid), name):
+            os.killpg(int(pid), signal.SIGKILL)
+        if not quiet:
+            _log(f"stopped {name} (pid {pid})")
+    layout.state.unlink(missing_ok=True)

@@ -1,0 +1,89 @@
+"""Pinned versions of the components, and where their builds are cached."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One binary: the wrapper module that builds it and the Go packages it comes from."""
+
+    module_dir: str
+    packages: tuple[str, ...]  # each builds the binary named after its last path element
+    version: str
+    version_ldflags: tuple[str, ...] = ()
+    binary_names: tuple[str, ...] = ()
+
+    def binaries(self) -> dict[str, str]:
+        """Binary name -> Go package."""
+        names = self.binary_names or tuple(p.rsplit("/", 1)[-1] for p in self.packages)
+        return dict(zip(names, self.packages, strict=True))
+
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v3.22.0"
+
+
+def _kubernetes_ldflags(version: str) -> tuple[str, ...]:
+    major, minor = version.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    return (
+        f"-X {pkg}.gitVersion={version}",
+        f"-X {pkg}.gitMajor={major}",
+        f"-X {pkg}.gitMinor={minor}",
+        f"-X {pkg}.gitTreeState=clean",
+        f"-X {pkg}.buildDate=2026-01-01T00:00:00Z",
+    )
+
+
+COMPONENTS: dict[str, Component] = {
+    "kubernetes": Component(
+        module_dir="kubernetes",
+        packages=(
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
+            "k8s.io/kubernetes/cmd/kubectl",
+        ),
+        version=KUBERNETES_VERSION,
+        version_ldflags=_kubernetes_ldflags(KUBERNETES_VERSION),
+    ),
+    "etcd": Component(
+        module_dir="etcd",
+        packages=("go.etcd.io/etcd/server/v3",),
+        binary_names=("etcd",),
+        version=ETCD_VERSION,
+    ),
+    "kwok": Component(
+        module_dir="kwok",
+        packages=("sigs.k8s.io/kwok/cmd/kwok",),
+        version=KWOK_VERSION,
+    ),
+    "helm": Component(
+        module_dir="helm",
+        packages=("helm.sh/helm/v3/cmd/helm",),
+        version=HELM_VERSION,
+        version_ldflags=(f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",),
+    ),
+}
+
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok", "helm")
+
+
+def cache_dir() -> Path:
+    """Binaries live outside the repository, one folder per set of versions."""
+    base = Path(os.environ.get("RECMODEL_CACHE", Path.home() / ".cache" / "recmodel"))
+    tag = f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}-helm-{HELM_VERSION}"
+    return base / tag
+
+
+def bin_dir() -> Path:
+    return cache_dir() / "bin"

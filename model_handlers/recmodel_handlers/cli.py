@@ -1,0 +1,155 @@
+"""`recmodel train | package | serve | predict | fetch | bench`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> None:
+    from recmodel_handlers.data import load_csv, make_world, sample_documents
+    from recmodel_handlers.model import ModelConfig
+    from recmodel_handlers.package import save_package
+    from recmodel_handlers.train import train
+
+    candidates_per_doc = 20
+    if args.data:
+        docs = load_csv(Path(args.data))
+        split = max(1, int(len(docs) * 0.9))
+        train_docs, test_docs = docs[:split], docs[split:]
+        validation = test_docs[: args.validation_docs]
+    else:
+        world = make_world(args.seed)
+        train_docs = sample_documents(world, max(1, args.rows // candidates_per_doc), candidates_per_doc, seed=args.seed + 1)
+        test_docs = sample_documents(world, 300, 100, seed=args.seed + 2)
+        validation = sample_documents(world, args.validation_docs, 100, seed=args.seed + 3)
+    config = ModelConfig(dim=args.dim, hidden=tuple(args.hidden))
+    result = train(train_docs, test_docs, config=config, epochs=args.epochs, seed=args.seed, log=lambda m: print(m, file=sys.stderr))
+    save_package(Path(args.out), model=result.model, stats=result.stats, validation=validation, metrics=result.metrics, name=args.name, version=args.version)
+    model, baseline = result.metrics["model"], result.metrics["popularity"]
+    print(f"{'metric':<12}{'model':>10}{'popularity':>12}")
+    for key in model:
+        print(f"{key:<12}{model[key]:>10.4f}{baseline[key]:>12.4f}")
+    print(f"packaged model in {args.out}")
+
+
+def _package(args: argparse.Namespace) -> None:
+    from recmodel_handlers.torchserve_package import build_model_store
+
+    build_model_store(
+        Path(args.model_dir),
+        Path(args.torchserve),
+        max_batch_size=args.max_batch_size,
+        max_latency_ms=args.max_latency_ms,
+        workers=args.workers,
+        inference_address=args.inference_address,
+    )
+    print(f"TorchServe model store in {args.torchserve}")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from recmodel_handlers.kserve_server import serve
+    from recmodel_handlers.settings import CoreSettings
+
+    serve(
+        model_dir=args.model_dir,
+        name=args.name,
+        host=args.host,
+        port=args.http_port,
+        role=args.role,
+        predictor_host=args.predictor_host,
+        settings=CoreSettings.from_namespace(args),
+    )
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from recmodel_handlers.client import predict
+
+    request = json.loads(Path(args.request).read_text())
+    result = predict(args.url, args.name, request, host=args.host, protocol=args.protocol)
+    for index, prediction in enumerate(result["predictions"]):
+        print(f"instance {index}: model {prediction['model']} {prediction['version']}, {result['latency_ms']:.1f} ms")
+        for rank, item in enumerate(prediction["items"], start=1):
+            print(f"  {rank:>3}. {item['id']:<16} {item['score']:.4f}")
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    from recmodel_handlers.storage import fetch
+
+    print(fetch(args.uri, Path(args.out)))
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from recmodel_handlers.stage_bench import run
+
+    print(json.dumps(run(Path(args.model_dir), candidates=args.candidates, repeat=args.repeat), indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from recmodel_handlers.settings import CoreSettings
+
+    parser = argparse.ArgumentParser(prog="recmodel", description="RecModel ranking models: train, package, serve, predict")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train on generated data (or --data FILE.csv) and package the model")
+    train.add_argument("--out", required=True, help="model directory to write")
+    train.add_argument("--rows", type=int, default=200_000, help="training rows (candidate impressions) to generate")
+    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--data", help="interaction log CSV (user,item,event,timestamp,category,brand,price,...)")
+    train.add_argument("--dim", type=int, default=48, help="embedding size")
+    train.add_argument("--hidden", type=int, nargs="+", default=[256, 128], help="MLP layer sizes")
+    train.add_argument("--validation-docs", type=int, default=60, help="documents kept for the quality gate")
+    train.add_argument("--name", default="recmodel")
+    train.add_argument("--version", default="v1")
+    train.set_defaults(func=_train)
+
+    package = commands.add_parser("package", help="build a TorchServe model store from a model directory")
+    package.add_argument("--model-dir", required=True)
+    package.add_argument("--torchserve", required=True, help="output folder: model-store/ and config/config.properties")
+    package.add_argument("--max-batch-size", type=int, default=32)
+    package.add_argument("--max-latency-ms", type=int, default=5)
+    package.add_argument("--workers", type=int, default=1)
+    package.add_argument("--inference-address", default="http://0.0.0.0:8080")
+    package.set_defaults(func=_package)
+
+    serve = commands.add_parser("serve", help="serve a model directory with KServe's model server")
+    serve.add_argument("--model-dir", "--model_dir", dest="model_dir", required=True)
+    serve.add_argument("--name", "--model_name", dest="name", required=True)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (the image uses 0.0.0.0)")
+    serve.add_argument("--http-port", "--http_port", dest="http_port", type=int, default=8080)
+    serve.add_argument("--role", choices=("all", "transformer", "predictor"), default="all")
+    serve.add_argument("--predictor-host", "--predictor_host", dest="predictor_host", default=None, help="host:port of the predictor (role transformer)")
+    CoreSettings.add_arguments(serve)
+    serve.set_defaults(func=_serve)
+
+    predict = commands.add_parser("predict", help="send a ranking request and print the ranking")
+    predict.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8080")
+    predict.add_argument("--name", required=True)
+    predict.add_argument("--request", required=True, help="JSON file: a ranking document or {\"instances\": [...]}")
+    predict.add_argument("--host", help="Host header, as an ingress routes by it")
+    predict.add_argument("--protocol", choices=("v1", "v2"), default="v1")
+    predict.set_defaults(func=_predict)
+
+    fetch = commands.add_parser("fetch", help="download a model (s3:// gs:// https:// file://) into a folder")
+    fetch.add_argument("--uri", required=True)
+    fetch.add_argument("--out", required=True)
+    fetch.set_defaults(func=_fetch)
+
+    bench = commands.add_parser("bench", help="time each stage of one request in-process")
+    bench.add_argument("--model-dir", required=True)
+    bench.add_argument("--candidates", type=int, default=1000)
+    bench.add_argument("--repeat", type=int, default=50)
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

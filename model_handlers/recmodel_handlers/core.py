@@ -1,0 +1,183 @@
+"""The ranking core: one object behind both servers.
+
+encode (validate + features) -> score (one forward pass over all candidates of one or many
+requests, user vectors from the cache) -> finish (rules, top-K, response document).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import torch
+
+from recmodel_handlers.cache import LruTtlCache
+from recmodel_handlers.errors import QualityGateError, RequestError
+from recmodel_handlers.features import EncodedRequest, FeatureEncoder
+from recmodel_handlers.model import RankingModel
+from recmodel_handlers.optimize import GateResult, compiled, quality_gate, with_precision
+from recmodel_handlers.package import Package, load_package
+from recmodel_handlers.ranking import rank_items
+from recmodel_handlers.settings import CoreSettings
+
+log = logging.getLogger(__name__)
+Doc = dict[str, Any]
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+@dataclass
+class ScoredBatch:
+    scores: list[np.ndarray]
+    cache_hits: int
+    candidates: int
+
+
+class RankingCore:
+    def __init__(self, package: Package, settings: CoreSettings, device: torch.device | None = None) -> None:
+        self.package = package
+        self.settings = settings
+        self.name = package.name
+        self.version = package.version
+        self.device = device or pick_device()
+        self.encoder = FeatureEncoder(package.schema, package.stats, settings.top_k, settings.max_candidates)
+        self.gate: GateResult | None = None
+        self.gate_error: QualityGateError | None = None
+        self.precision = "fp32"
+        self.model = self._optimize(package.model, settings)
+        self.cache: LruTtlCache[torch.Tensor] = LruTtlCache(settings.cache_entries, settings.cache_ttl_seconds)
+        self._warm_up()
+
+    @classmethod
+    def from_dir(cls, model_dir: Path | str, settings: CoreSettings | None = None, **kwargs: Any) -> RankingCore:
+        return cls(load_package(model_dir), settings or CoreSettings(), **kwargs)
+
+    # -- setup -----------------------------------------------------------------------------
+    def _optimize(self, model: RankingModel, settings: CoreSettings) -> RankingModel:
+        reference = model.to(self.device)
+        chosen = reference
+        if settings.precision != "fp32":
+            candidate = with_precision(reference, settings.precision)
+            self.gate = quality_gate(
+                reference, candidate, settings.precision, self.encoder, self.package.validation, settings.max_quality_drop
+            )
+            log.info(self.gate.describe())
+            if self.gate.passed:
+                chosen, self.precision = candidate, settings.precision
+            else:
+                self.gate_error = QualityGateError(settings.precision, self.gate.drop, settings.max_quality_drop)
+                log.error(str(self.gate_error))
+        if settings.compile:
+            chosen = compiled(chosen)
+        return chosen
+
+    def _warm_up(self) -> None:
+        """First-call costs (compilation, allocator) are paid before the server says ready."""
+        if self.package.validation:
+            sample = {k: v for k, v in self.package.validation[0].items()}
+            for size in (1, 17, len(sample["candidates"])):
+                self.rank([{**sample, "candidates": sample["candidates"][:size]}])
+            self.cache.hits = self.cache.misses = 0
+
+    # -- the pipeline ----------------------------------------------------------------------
+    def encode(self, doc: object) -> EncodedRequest:
+        return self.encoder.encode(doc)
+
+    @torch.inference_mode()
+    def score(self, requests: list[EncodedRequest]) -> ScoredBatch:
+        """One forward pass over every candidate of every request; user vectors cached."""
+        user_vectors: list[torch.Tensor | None] = [self.cache.get(r.user.key) for r in requests]
+        hits = sum(v is not None for v in user_vectors)
+        missing = [i for i, v in enumerate(user_vectors) if v is None]
+        if missing:
+            users = [requests[i].user for i in missing]
+            fresh = self.model.user_tower(
+                torch.cat([u.user for u in users]).to(self.device),
+                torch.cat([u.segment for u in users]).to(self.device),
+                torch.cat([u.device for u in users]).to(self.device),
+                torch.cat([u.query for u in users]).to(self.device),
+                torch.cat([u.dense for u in users]).to(self.device),
+            )
+            for j, i in enumerate(missing):
+                user_vectors[i] = fresh[j]
+                self.cache.put(requests[i].user.key, fresh[j])
+        sizes = [len(r.candidates.ids) for r in requests]
+        if len(requests) == 1:
+            c = requests[0].candidates
+            item, category, brand, dense = c.item, c.category, c.brand, c.dense
+        else:
+            item = torch.cat([r.candidates.item for r in requests])
+            category = torch.cat([r.candidates.category for r in requests])
+            brand = torch.cat([r.candidates.brand for r in requests])
+            dense = torch.cat([r.candidates.dense for r in requests])
+        stacked = torch.stack([v for v in user_vectors if v is not None])
+        owner = torch.repeat_interleave(torch.arange(len(requests), device=self.device), torch.tensor(sizes, device=self.device))
+        logits = self.model.scorer(
+            stacked[owner],
+            item.to(self.device),
+            category.to(self.device),
+            brand.to(self.device),
+            dense.to(self.device),
+        )
+        scores = torch.sigmoid(logits.float()).cpu().numpy()
+        return ScoredBatch(scores=np.split(scores, np.cumsum(sizes)[:-1]), cache_hits=hits, candidates=sum(sizes))
+
+    @torch.inference_mode()
+    def score_tensors(self, tensors: dict[str, torch.Tensor]) -> np.ndarray:
+        """The predictor role: feature tensors from a transformer in, probabilities out."""
+        t = {name: value.to(self.device) for name, value in tensors.items()}
+        users = self.model.user_tower(t["user"], t["segment"], t["device"], t["query"], t["user_dense"])
+        logits = self.model.scorer(users[t["owner"]], t["item"], t["category"], t["brand"], t["item_dense"])
+        return np.asarray(torch.sigmoid(logits.float()).cpu().numpy())
+
+    def finish(self, request: EncodedRequest, scores: np.ndarray) -> Doc:
+        items = rank_items(request.candidates.ids, request.candidates.categories, scores, request.rules)
+        return {"items": items, "model": self.name, "version": self.version}
+
+    def rank(self, docs: list[Any]) -> list[Doc]:
+        """Documents in, ranked results out, all in one forward pass."""
+        encoded = [self.encode(doc) for doc in docs]
+        batch = self.score(encoded)
+        return [self.finish(r, s) for r, s in zip(encoded, batch.scores, strict=True)]
+
+    # -- the V1 wire format ------------------------------------------------------------------
+    @staticmethod
+    def instances_of(payload: object) -> list[Any]:
+        if isinstance(payload, bytes | str):  # sent without a JSON content type
+            try:
+                payload = orjson.loads(payload)
+            except orjson.JSONDecodeError as error:
+                raise RequestError("body", f"is not valid JSON: {error}") from error
+        if type(payload) is not dict:
+            raise RequestError("body", 'must be a JSON object with "instances"')
+        instances = payload.get("instances")
+        if instances is None:
+            raise RequestError("instances", "is required")
+        if type(instances) is not list or not instances:
+            raise RequestError("instances", "must be a non-empty list of ranking documents")
+        return instances
+
+    def rank_json(self, body: bytes) -> bytes:
+        """Bytes in, bytes out: the whole V1 request without any server around it."""
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            raise RequestError("body", f"is not valid JSON: {error}") from error
+        return orjson.dumps({"predictions": self.rank(self.instances_of(payload))})
+
+    def describe(self) -> Doc:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "precision": self.precision,
+            "requestedPrecision": self.settings.precision,
+            "compiled": self.settings.compile,
+            "device": str(self.device),
+            "qualityGate": self.gate.to_json() if self.gate else None,
+        }

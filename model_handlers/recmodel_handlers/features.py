@@ -1,0 +1,329 @@
+"""Feature preprocessing shared by training and serving.
+
+A ranking document (user, context, candidates) becomes integer bucket ids for the sparse
+fields and normalized floats for the dense ones, with statistics saved at training time.
+Unknown ids hash into buckets; missing fields take the training mean. Validation of the
+request happens in the same single pass over the candidates, so a bad field costs nothing
+extra to find and is reported by name.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from recmodel_handlers.errors import RequestError
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    user_buckets: int = 20_000
+    item_buckets: int = 20_000
+    category_buckets: int = 512
+    brand_buckets: int = 2_048
+    segment_buckets: int = 16
+    device_buckets: int = 16
+    query_buckets: int = 4_096
+    max_query_tokens: int = 8
+    user_dense: tuple[str, ...] = ("clicks_7d", "purchases_30d", "sessions_7d")
+    # "price" is the candidate's own field; the others come from candidate.features.
+    item_dense: tuple[str, ...] = ("price", "popularity", "rating", "discount")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureSchema:
+        data = dict(data)
+        data["user_dense"] = tuple(data["user_dense"])
+        data["item_dense"] = tuple(data["item_dense"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class DenseStats:
+    """Mean and standard deviation of log1p(value), per dense field."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, rows: np.ndarray) -> DenseStats:
+        logged = np.log1p(np.clip(rows, 0, None))
+        mean = np.nanmean(logged, axis=0)
+        std = np.nanstd(logged, axis=0)
+        mean = np.where(np.isnan(mean), 0.0, mean)
+        std = np.where(np.isnan(std) | (std < 1e-6), 1.0, std)
+        return cls(tuple(float(x) for x in mean), tuple(float(x) for x in std))
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    user: DenseStats
+    item: DenseStats
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user": asdict(self.user), "item": asdict(self.item)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureStats:
+        return cls(
+            user=DenseStats(tuple(data["user"]["mean"]), tuple(data["user"]["std"])),
+            item=DenseStats(tuple(data["item"]["mean"]), tuple(data["item"]["std"])),
+        )
+
+
+@dataclass
+class UserFeatures:
+    """One request's user and context, as model inputs (batch of 1)."""
+
+    key: str  # what the per-user cache is keyed by
+    user: torch.Tensor
+    segment: torch.Tensor
+    device: torch.Tensor
+    query: torch.Tensor  # [1, max_query_tokens], 0 = padding
+    dense: torch.Tensor  # [1, len(user_dense)]
+
+
+@dataclass
+class CandidateFeatures:
+    ids: list[str]
+    categories: list[str]
+    item: torch.Tensor
+    category: torch.Tensor
+    brand: torch.Tensor
+    dense: torch.Tensor  # [N, len(item_dense)]
+
+
+@dataclass
+class RankingRules:
+    top_k: int
+    exclude: frozenset[str] = field(default_factory=frozenset)
+    max_per_category: int | None = None
+
+
+@dataclass
+class EncodedRequest:
+    user: UserFeatures
+    candidates: CandidateFeatures
+    rules: RankingRules
+
+
+class _Hasher:
+    """Stable hashing of strings into buckets 1..n-1 (0 means missing), memoized."""
+
+    MEMO_LIMIT = 500_000
+
+    def __init__(self, namespace: str, buckets: int) -> None:
+        self._salt = namespace.encode() + b"\x1f"
+        self._mod = buckets - 1
+        self._memo: dict[str, int] = {}
+
+    def __call__(self, value: str) -> int:
+        bucket = self._memo.get(value)
+        if bucket is None:
+            bucket = 1 + zlib.crc32(self._salt + value.encode()) % self._mod
+            if len(self._memo) >= self.MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[value] = bucket
+        return bucket
+
+
+def _is_number(value: object) -> bool:
+    return (type(value) is float or type(value) is int) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _optional_str(value: object, where: str) -> str | None:
+    if value is None or type(value) is str:
+        return value  # type: ignore[return-value]
+    if type(value) is int:
+        return str(value)
+    raise RequestError(where, f"must be a string, got {type(value).__name__}")
+
+
+class FeatureEncoder:
+    """Documents in, model inputs out. One instance per model; thread-safe for reads."""
+
+    def __init__(self, schema: FeatureSchema, stats: FeatureStats, default_top_k: int = 50, max_candidates: int = 1000) -> None:
+        self.schema = schema
+        self.stats = stats
+        self.default_top_k = default_top_k
+        self.max_candidates = max_candidates
+        self._user = _Hasher("user", schema.user_buckets)
+        self._item = _Hasher("item", schema.item_buckets)
+        self._category = _Hasher("category", schema.category_buckets)
+        self._brand = _Hasher("brand", schema.brand_buckets)
+        self._segment = _Hasher("segment", schema.segment_buckets)
+        self._device = _Hasher("device", schema.device_buckets)
+        self._query = _Hasher("query", schema.query_buckets)
+        self._user_mean = np.asarray(stats.user.mean, dtype=np.float32)
+        self._user_std = np.asarray(stats.user.std, dtype=np.float32)
+        self._item_mean = np.asarray(stats.item.mean, dtype=np.float32)
+        self._item_std = np.asarray(stats.item.std, dtype=np.float32)
+        self._item_feature_names = schema.item_dense[1:]
+
+    # -- dense ---------------------------------------------------------------------------
+    @staticmethod
+    def _normalize(raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+        with np.errstate(invalid="ignore"):
+            z = (np.log1p(np.clip(raw, 0, None)) - mean) / std
+        return torch.from_numpy(np.nan_to_num(z, nan=0.0).astype(np.float32, copy=False))
+
+    # -- user ----------------------------------------------------------------------------
+    def encode_user(self, doc: Doc) -> UserFeatures:
+        user = doc.get("user")
+        if user is None:
+            user = {}
+        if type(user) is not dict:
+            raise RequestError("user", "must be an object")
+        context = doc.get("context")
+        if context is None:
+            context = {}
+        if type(context) is not dict:
+            raise RequestError("context", "must be an object")
+        user_id = _optional_str(user.get("id"), "user.id")
+        segment = _optional_str(user.get("segment"), "user.segment")
+        device = _optional_str(context.get("device"), "context.device")
+        query = _optional_str(context.get("query"), "context.query")
+        features = user.get("features") or {}
+        if type(features) is not dict:
+            raise RequestError("user.features", "must be an object of numbers")
+        dense = []
+        for name in self.schema.user_dense:
+            value = features.get(name)
+            if value is None:
+                dense.append(math.nan)
+            elif _is_number(value):
+                dense.append(float(value))
+            else:
+                raise RequestError(f"user.features.{name}", "must be a finite number")
+        tokens = [self._query(t) for t in (query or "").lower().split()[: self.schema.max_query_tokens]]
+        tokens += [0] * (self.schema.max_query_tokens - len(tokens))
+        key = f"{user_id}\x1f{segment}\x1f{device}\x1f{query}\x1f{dense}"
+        return UserFeatures(
+            key=key,
+            user=torch.tensor([self._user(user_id) if user_id else 0]),
+            segment=torch.tensor([self._segment(segment) if segment else 0]),
+            device=torch.tensor([self._device(device) if device else 0]),
+            query=torch.tensor([tokens]),
+            dense=self._normalize(np.asarray([dense], dtype=np.float32), self._user_mean, self._user_std),
+        )
+
+    # -- candidates ----------------------------------------------------------------------
+    def encode_candidates(self, candidates: object) -> CandidateFeatures:
+        if candidates is None:
+            raise RequestError("candidates", "is required")
+        if type(candidates) is not list:
+            raise RequestError("candidates", "must be a list of objects")
+        if not candidates:
+            raise RequestError("candidates", "must not be empty")
+        if len(candidates) > self.max_candidates:
+            raise RequestError("candidates", f"has {len(candidates)} items; at most {self.max_candidates} are accepted")
+        ids: list[str] = []
+        categories: list[str] = []
+        items: list[int] = []
+        category_ids: list[int] = []
+        brands: list[int] = []
+        rows: list[tuple[float, ...]] = []
+        item_hash, category_hash, brand_hash = self._item, self._category, self._brand
+        names = self._item_feature_names
+        nan = math.nan
+        for i, candidate in enumerate(candidates):
+            if type(candidate) is not dict:
+                raise RequestError(f"candidates[{i}]", "must be an object")
+            cid = candidate.get("id")
+            if type(cid) is not str:
+                if type(cid) is int:
+                    cid = str(cid)
+                elif cid is None:
+                    raise RequestError(f"candidates[{i}].id", "is required")
+                else:
+                    raise RequestError(f"candidates[{i}].id", "must be a string")
+            category = candidate.get("category")
+            if category is not None and type(category) is not str:
+                raise RequestError(f"candidates[{i}].category", "must be a string")
+            brand = candidate.get("brand")
+            if brand is not None and type(brand) is not str:
+                raise RequestError(f"candidates[{i}].brand", "must be a string")
+            price = candidate.get("price")
+            if price is None:
+                price = nan
+            elif not _is_number(price) or price < 0:
+                raise RequestError(f"candidates[{i}].price", "must be a finite number >= 0")
+            features = candidate.get("features")
+            if features:
+                if type(features) is not dict:
+                    raise RequestError(f"candidates[{i}].features", "must be an object of numbers")
+                row = [price]
+                for name in names:
+                    value = features.get(name)
+                    if value is None:
+                        row.append(nan)
+                    elif _is_number(value):
+                        row.append(value)
+                    else:
+                        raise RequestError(f"candidates[{i}].features.{name}", "must be a finite number")
+                rows.append(tuple(row))
+            else:
+                rows.append((price,) + (nan,) * len(names))
+            ids.append(cid)
+            categories.append(category or "")
+            items.append(item_hash(cid))
+            category_ids.append(category_hash(category) if category else 0)
+            brands.append(brand_hash(brand) if brand else 0)
+        return CandidateFeatures(
+            ids=ids,
+            categories=categories,
+            item=torch.tensor(items),
+            category=torch.tensor(category_ids),
+            brand=torch.tensor(brands),
+            dense=self._normalize(np.asarray(rows, dtype=np.float32), self._item_mean, self._item_std),
+        )
+
+    # -- rules ---------------------------------------------------------------------------
+    def encode_rules(self, doc: Doc) -> RankingRules:
+        top_k = doc.get("topK", self.default_top_k)
+        if type(top_k) is not int or top_k < 1:
+            raise RequestError("topK", "must be an integer >= 1")
+        exclude = doc.get("exclude") or []
+        if type(exclude) is not list or any(type(x) is not str for x in exclude):
+            raise RequestError("exclude", "must be a list of candidate ids (strings)")
+        cap = doc.get("maxPerCategory")
+        if cap is not None and (type(cap) is not int or cap < 1):
+            raise RequestError("maxPerCategory", "must be an integer >= 1")
+        return RankingRules(top_k=top_k, exclude=frozenset(exclude), max_per_category=cap)
+
+    def encode(self, doc: object) -> EncodedRequest:
+        if type(doc) is not dict:
+            raise RequestError("instances[]", "each instance must be an object")
+        return EncodedRequest(
+            user=self.encode_user(doc),
+            candidates=self.encode_candidates(doc.get("candidates")),
+            rules=self.encode_rules(doc),
+        )
+
+
+def raw_dense(docs: Iterable[Doc], schema: FeatureSchema) -> tuple[np.ndarray, np.ndarray]:
+    """Raw user and item dense values of training documents, for fitting the statistics."""
+    users: list[list[float]] = []
+    items: list[list[float]] = []
+    for doc in docs:
+        features = (doc.get("user") or {}).get("features") or {}
+        users.append([float(features.get(n, math.nan)) for n in schema.user_dense])
+        for c in doc["candidates"]:
+            cf = c.get("features") or {}
+            items.append([float(c.get("price", math.nan))] + [float(cf.get(n, math.nan)) for n in schema.item_dense[1:]])
+    return np.asarray(users, dtype=np.float32), np.asarray(items, dtype=np.float32)
+
+
+def fit_stats(docs: Sequence[Doc], schema: FeatureSchema) -> FeatureStats:
+    users, items = raw_dense(docs, schema)
+    return FeatureStats(user=DenseStats.fit(users), item=DenseStats.fit(items))

@@ -1,0 +1,110 @@
+"""The packaged model directory that a RecModel's storageUri points at.
+
+    manifest.json        format version, name, version, feature schema, model config, metrics
+    weights.pt           the model's state_dict (fp32)
+    feature_stats.json   normalization statistics from training
+    validation.json      a small validation set (documents with true relevance) for the quality gate
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from recmodel_handlers import FORMAT_VERSION
+from recmodel_handlers.errors import ModelDirError
+from recmodel_handlers.features import FeatureSchema, FeatureStats
+from recmodel_handlers.model import ModelConfig, RankingModel
+
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.pt"
+STATS = "feature_stats.json"
+VALIDATION = "validation.json"
+REQUIRED_FILES = (MANIFEST, WEIGHTS, STATS, VALIDATION)
+
+Doc = dict[str, Any]
+
+
+@dataclass
+class Package:
+    directory: Path
+    name: str
+    version: str
+    schema: FeatureSchema
+    config: ModelConfig
+    stats: FeatureStats
+    model: RankingModel
+    validation: list[Doc]
+    manifest: dict[str, Any]
+
+
+def save_package(
+    directory: Path,
+    *,
+    model: RankingModel,
+    stats: FeatureStats,
+    validation: list[Doc],
+    metrics: dict[str, Any],
+    name: str = "recmodel",
+    version: str = "v1",
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), directory / WEIGHTS)
+    (directory / STATS).write_text(json.dumps(stats.to_json(), indent=2))
+    (directory / VALIDATION).write_text(json.dumps(validation))
+    manifest = {
+        "formatVersion": FORMAT_VERSION,
+        "name": name,
+        "version": version,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "featureSchema": model.schema.to_json(),
+        "modelConfig": model.config.to_json(),
+        "metrics": metrics,
+        "files": list(REQUIRED_FILES),
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def load_package(directory: Path | str) -> Package:
+    """Loads and checks a model directory; every problem is a ModelDirError that says what to fix."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelDirError(f"model directory {directory} does not exist (expected the output of `recmodel train --out`)")
+    missing = [f for f in REQUIRED_FILES if not (directory / f).is_file()]
+    if missing:
+        raise ModelDirError(f"model directory {directory} is missing {', '.join(missing)}")
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+        if manifest.get("formatVersion") != FORMAT_VERSION:
+            raise ModelDirError(
+                f"{directory / MANIFEST}: format version {manifest.get('formatVersion')} is not {FORMAT_VERSION}; repackage the model"
+            )
+        schema = FeatureSchema.from_json(manifest["featureSchema"])
+        config = ModelConfig.from_json(manifest["modelConfig"])
+        stats = FeatureStats.from_json(json.loads((directory / STATS).read_text()))
+        validation = json.loads((directory / VALIDATION).read_text())
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelDirError(f"model directory {directory} is corrupt: {error!r}") from error
+    model = RankingModel(schema, config)
+    try:
+        state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as error:  # torch raises many kinds for a bad file
+        raise ModelDirError(f"{directory / WEIGHTS} cannot be loaded: {error}") from error
+    model.eval()
+    return Package(
+        directory=directory,
+        name=str(manifest.get("name", "recmodel")),
+        version=str(manifest.get("version", "v1")),
+        schema=schema,
+        config=config,
+        stats=stats,
+        model=model,
+        validation=validation,
+        manifest=manifest,
+    )

@@ -1,0 +1,157 @@
+"""Training and evaluation on ranking documents, with the serving feature code."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recmodel_handlers.features import EncodedRequest, FeatureEncoder, FeatureSchema, FeatureStats, fit_stats
+from recmodel_handlers.model import ModelConfig, RankingModel
+from recmodel_handlers.quality import auc, mean_ndcg, recall_at_k
+
+Doc = dict[str, Any]
+K = 10
+
+
+@dataclass
+class EncodedSet:
+    """Documents as stacked tensors: one row per user (doc), one per candidate."""
+
+    user: torch.Tensor
+    segment: torch.Tensor
+    device: torch.Tensor
+    query: torch.Tensor
+    user_dense: torch.Tensor
+    owner: torch.Tensor
+    item: torch.Tensor
+    category: torch.Tensor
+    brand: torch.Tensor
+    item_dense: torch.Tensor
+    labels: torch.Tensor
+
+    def model_inputs(self, candidates: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        docs, owner = torch.unique(self.owner[candidates], return_inverse=True)
+        return (
+            self.user[docs],
+            self.segment[docs],
+            self.device[docs],
+            self.query[docs],
+            self.user_dense[docs],
+            owner,
+            self.item[candidates],
+            self.category[candidates],
+            self.brand[candidates],
+            self.item_dense[candidates],
+        )
+
+
+def encode_set(encoder: FeatureEncoder, docs: Sequence[Doc]) -> EncodedSet:
+    encoded: list[EncodedRequest] = [encoder.encode(doc) for doc in docs]
+    sizes = [len(e.candidates.ids) for e in encoded]
+    return EncodedSet(
+        user=torch.cat([e.user.user for e in encoded]),
+        segment=torch.cat([e.user.segment for e in encoded]),
+        device=torch.cat([e.user.device for e in encoded]),
+        query=torch.cat([e.user.query for e in encoded]),
+        user_dense=torch.cat([e.user.dense for e in encoded]),
+        owner=torch.repeat_interleave(torch.arange(len(encoded)), torch.tensor(sizes)),
+        item=torch.cat([e.candidates.item for e in encoded]),
+        category=torch.cat([e.candidates.category for e in encoded]),
+        brand=torch.cat([e.candidates.brand for e in encoded]),
+        item_dense=torch.cat([e.candidates.dense for e in encoded]),
+        labels=torch.tensor([float(c.get("label", False)) for d in docs for c in d["candidates"]]),
+    )
+
+
+@torch.inference_mode()
+def score_documents(model: nn.Module, encoder: FeatureEncoder, docs: Sequence[Doc], chunk: int = 64) -> list[np.ndarray]:
+    """Scores per document (float64), in the order of its candidates."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(docs), chunk):
+        part = docs[start : start + chunk]
+        data = encode_set(encoder, part)
+        scores = model(*data.model_inputs(torch.arange(len(data.item)))).float().numpy().astype(np.float64)
+        sizes = np.cumsum([len(d["candidates"]) for d in part])[:-1]
+        out.extend(np.split(scores, sizes))
+    return out
+
+
+def gains_of(doc: Doc) -> np.ndarray:
+    """True relevance where the generator knows it, else the observed label."""
+    return np.asarray([float(c.get("relevance", c.get("label", 0.0))) for c in doc["candidates"]])
+
+
+def evaluate(per_doc_scores: Sequence[np.ndarray], docs: Sequence[Doc]) -> dict[str, float]:
+    labels = [np.asarray([float(c.get("label", False)) for c in d["candidates"]]) for d in docs]
+    return {
+        f"ndcg@{K}": mean_ndcg(per_doc_scores, [gains_of(d) for d in docs], K),
+        f"recall@{K}": float(np.mean([recall_at_k(s, y, K) for s, y in zip(per_doc_scores, labels, strict=True)])),
+        "auc": auc(np.concatenate(per_doc_scores), np.concatenate(labels)),
+    }
+
+
+def popularity_scores(train_docs: Sequence[Doc], docs: Sequence[Doc]) -> list[np.ndarray]:
+    """Baseline: how often the item was clicked in training."""
+    clicks: Counter[str] = Counter(c["id"] for d in train_docs for c in d["candidates"] if c.get("label"))
+    return [np.asarray([float(clicks.get(c["id"], 0)) for c in d["candidates"]]) for d in docs]
+
+
+@dataclass
+class TrainResult:
+    model: RankingModel
+    stats: FeatureStats
+    metrics: dict[str, Any]
+
+
+def train(
+    train_docs: Sequence[Doc],
+    test_docs: Sequence[Doc],
+    schema: FeatureSchema | None = None,
+    config: ModelConfig | None = None,
+    epochs: int = 3,
+    seed: int = 0,
+    batch_size: int = 1024,
+    lr: float = 3e-3,
+    log: Any = print,
+) -> TrainResult:
+    torch.manual_seed(seed)
+    schema = schema or FeatureSchema()
+    config = config or ModelConfig()
+    stats = fit_stats(train_docs, schema)
+    encoder = FeatureEncoder(schema, stats, max_candidates=100_000)
+    data = encode_set(encoder, train_docs)
+    model = RankingModel(schema, config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.BCEWithLogitsLoss()
+    generator = torch.Generator().manual_seed(seed)
+    started = time.monotonic()
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(data.item), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            loss = loss_fn(model(*data.model_inputs(batch)), data.labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        log(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f} ({time.monotonic() - started:.1f}s)")
+    model.eval()
+    model_metrics = evaluate(score_documents(model, encoder, test_docs), test_docs)
+    baseline = evaluate(popularity_scores(train_docs, test_docs), test_docs)
+    metrics = {
+        "model": model_metrics,
+        "popularity": baseline,
+        "train_rows": int(len(data.item)),
+        "test_documents": len(test_docs),
+        "train_seconds": round(time.monotonic() - started, 2),
+    }
+    return TrainResult(model=model, stats=stats, metrics=metrics)

@@ -1,0 +1,57 @@
+"""`recmodel-operator`: runs the operator against the current KUBECONFIG (or in-cluster)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import kopf
+from prometheus_client import start_http_server
+
+from recmodel_operator import handlers
+from recmodel_operator.reconcile import Settings
+from recmodel_operator.render.autoscaling import DEFAULT_PROMETHEUS_URL
+from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="recmodel-operator", description=__doc__)
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    parser.add_argument("--metrics-host", default=env("RECMODEL_METRICS_HOST", "0.0.0.0"))
+    parser.add_argument("--metrics-port", type=int, default=int(env("RECMODEL_METRICS_PORT", "8000")))
+    parser.add_argument(
+        "--health-endpoint",
+        default=env("RECMODEL_HEALTH_ENDPOINT", "http://0.0.0.0:8080/healthz"),
+        help="kopf liveness endpoint",
+    )
+    parser.add_argument("--server-image", default=env("RECMODEL_SERVER_IMAGE", DEFAULT_SERVER_IMAGE))
+    parser.add_argument("--prometheus-url", default=env("RECMODEL_PROMETHEUS_URL", DEFAULT_PROMETHEUS_URL))
+    parser.add_argument("--ingress-domain", default=env("RECMODEL_INGRESS_DOMAIN", "example.com"))
+    parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    handlers.configure(
+        Settings(server_image=args.server_image, prometheus_url=args.prometheus_url, ingress_domain=args.ingress_domain)
+    )
+    start_http_server(args.metrics_port, addr=args.metrics_host)
+    kopf.run(
+        standalone=True,  # a single replica (see the chart): no kopf peering CRDs needed
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=args.health_endpoint,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pure renderers: a parsed RecModel in, plain Kubernetes object dicts out. No API calls here."""

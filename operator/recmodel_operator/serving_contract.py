@@ -1,0 +1,58 @@
+"""The model server's command line as the operator renders it.
+
+This is one half of the contract with `recmodel_handlers.cli` (the other distribution); a
+test parses these exact arguments with the handlers' own parser. Keep the two in step.
+"""
+
+from __future__ import annotations
+
+from recmodel_operator.spec import RecModelSpec
+
+SERVE_COMMAND = ("recmodel", "serve")
+
+
+ENV_PREFIX = "RECMODEL_"
+
+
+def tuning_settings(spec: RecModelSpec) -> dict[str, str]:
+    """Settings of the ranking core by flag name, the same for every role and runtime."""
+    return {
+        "precision": spec.optimization.precision,
+        "compile": "true" if spec.optimization.compile else "false",
+        "max-quality-drop": str(spec.optimization.max_quality_drop),
+        "max-batch-size": str(spec.batching.max_batch_size),
+        "max-latency-ms": str(spec.batching.max_latency_ms),
+        "cache-entries": str(spec.cache.max_entries),
+        "cache-ttl-seconds": str(spec.cache.ttl_seconds),
+        "top-k": str(spec.ranking.top_k),
+        "max-candidates": str(spec.ranking.max_candidates),
+    }
+
+
+def tuning_args(spec: RecModelSpec) -> list[str]:
+    """The settings as `recmodel serve` flags."""
+    return [f"--{flag}={value}" for flag, value in tuning_settings(spec).items()]
+
+
+def tuning_env(spec: RecModelSpec) -> list[dict[str, str]]:
+    """The settings as environment variables, for the TorchServe handler (TorchServe passes no args)."""
+    return [
+        {"name": ENV_PREFIX + flag.upper().replace("-", "_"), "value": value} for flag, value in tuning_settings(spec).items()
+    ]
+
+
+def serve_args(spec: RecModelSpec, *, name: str, model_dir: str, port: int, role: str = "all") -> list[str]:
+    """Full argv after the command, for containers the operator writes itself."""
+    return [
+        f"--model-dir={model_dir}",
+        f"--name={name}",
+        "--host=0.0.0.0",
+        f"--http-port={port}",
+        f"--role={role}",
+        *tuning_args(spec),
+    ]
+
+
+def runtime_args(model_dir: str, port: int) -> list[str]:
+    """The ClusterServingRuntime's container args; KServe appends the model's own args."""
+    return [*SERVE_COMMAND, f"--model-dir={model_dir}", "--name={{.Name}}", "--host=0.0.0.0", f"--http-port={port}"]

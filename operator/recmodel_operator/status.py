@@ -1,0 +1,186 @@
+"""RecModel status, computed level-based from what exists (pure: observations in, status out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from recmodel_operator.render.context import RenderContext
+from recmodel_operator.render.pod import GPU_PRODUCT_LABEL, GPU_RESOURCE
+from recmodel_operator.spec import RecModelSpec
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the operator saw in the cluster for one RecModel."""
+
+    children: list[Obj] = field(default_factory=list)  # live objects, as read back
+    pods: list[Obj] = field(default_factory=list)
+    nodes: list[Obj] = field(default_factory=list)
+    error: tuple[str, str] | None = None  # (reason, message) when the spec could not be reconciled
+
+
+def _condition(kind: str, ok: bool | None, reason: str, message: str) -> Obj:
+    status = "Unknown" if ok is None else ("True" if ok else "False")
+    return {"type": kind, "status": status, "reason": reason, "message": message}
+
+
+def _find(children: list[Obj], kind: str, name: str | None = None) -> Obj | None:
+    for child in children:
+        if child.get("kind") == kind and (name is None or child["metadata"]["name"] == name):
+            return child
+    return None
+
+
+def _ready_condition(obj: Obj) -> Obj | None:
+    for condition in obj.get("status", {}).get("conditions", []) or []:
+        if condition.get("type") == "Ready":
+            return dict(condition)
+    return None
+
+
+def unschedulable_message(pods: list[Obj]) -> str | None:
+    """The scheduler's own words, when it could not place a pod."""
+    for pod_obj in pods:
+        for condition in pod_obj.get("status", {}).get("conditions", []) or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                return str(condition.get("message") or condition.get("reason") or "Unschedulable")
+    return None
+
+
+def _quantity(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def gpu_capacity_problem(spec: RecModelSpec, nodes: list[Obj]) -> str | None:
+    """Says why no node could ever hold one replica's GPUs (None when one could)."""
+    gpu = spec.resources.gpu
+    if gpu.count == 0:
+        return None
+    wanted = dict(spec.placement.node_selector)
+    if gpu.product:
+        wanted[GPU_PRODUCT_LABEL] = gpu.product
+    for node in nodes:
+        labels = node["metadata"].get("labels", {}) or {}
+        allocatable = node.get("status", {}).get("allocatable", {}) or {}
+        if all(labels.get(k) == v for k, v in wanted.items()) and _quantity(allocatable.get(GPU_RESOURCE, "0")) >= gpu.count:
+            return None
+    where = f" with {GPU_PRODUCT_LABEL}={gpu.product}" if gpu.product else ""
+    return f"no node has {gpu.count} allocatable {GPU_RESOURCE}{where}"
+
+
+def _replicas(context: RenderContext, children: list[Obj]) -> tuple[int, int]:
+    """(desired, ready) of the predictor Deployments (KServe creates them in RawDeployment mode)."""
+    deployments = [c for c in children if c.get("kind") == "Deployment"]
+    if not deployments:
+        return max(context.spec.autoscaling.min_replicas, 1), 0
+    desired = sum(int(d.get("spec", {}).get("replicas", 1) or 0) for d in deployments)
+    ready = sum(int(d.get("status", {}).get("readyReplicas", 0) or 0) for d in deployments)
+    return desired, ready
+
+
+def _url(context: RenderContext, children: list[Obj]) -> str | None:
+    isvc = _find(children, "InferenceService")
+    if isvc is not None:
+        url = isvc.get("status", {}).get("url")
+        return str(url) if url else None
+    ingress = _find(children, "Ingress")
+    if ingress is not None:
+        return f"http://{ingress['spec']['rules'][0]['host']}"
+    return f"http://{context.owner.name}.{context.owner.namespace}.svc.cluster.local"
+
+
+def _serving(context: RenderContext, children: list[Obj], desired: int, ready: int) -> tuple[bool, str, str]:
+    isvc = _find(children, "InferenceService")
+    if isvc is not None:
+        condition = _ready_condition(isvc)
+        if condition and condition.get("status") == "True":
+            return True, "InferenceServiceReady", "InferenceService is Ready"
+        detail = (condition or {}).get("message") or "waiting for KServe to report the InferenceService Ready"
+        return False, "InferenceServiceNotReady", str(detail)
+    if desired > 0 and ready >= desired:
+        return True, "Available", f"{ready}/{desired} replicas ready"
+    return False, "ReplicasNotReady", f"{ready}/{desired} replicas ready"
+
+
+def compute_status(context: RenderContext, observation: Observation) -> Obj:
+    """Phase, URL, replica counts and conditions (without timestamps; see `stamp`)."""
+    generation = context.owner.generation
+    if observation.error is not None:
+        reason, message = observation.error
+        return {
+            "phase": "Failed",
+            "observedGeneration": generation,
+            "conditions": [
+                _condition("Ready", False, reason, message),
+                _condition("Reconciled", False, reason, message),
+            ],
+        }
+    children = observation.children
+    desired, ready = _replicas(context, children)
+    serving, ready_reason, ready_message = _serving(context, children, desired, ready)
+    problem = unschedulable_message(observation.pods)
+    if problem is not None:
+        schedulable = _condition("Schedulable", False, "Unschedulable", problem)
+    else:
+        capacity = gpu_capacity_problem(context.spec, observation.nodes)
+        schedulable = (
+            _condition("Schedulable", False, "NoMatchingNodes", capacity)
+            if capacity
+            else _condition("Schedulable", True, "NodesAvailable", "a node can hold every replica's resources")
+        )
+    if serving:
+        phase = "Ready"
+    elif schedulable["status"] == "False":
+        phase = "Degraded" if ready > 0 else "Pending"
+    else:
+        phase = "Progressing"
+    status: Obj = {
+        "phase": phase,
+        "observedGeneration": generation,
+        "replicas": {"desired": desired, "ready": ready},
+        "conditions": [
+            _condition("Ready", serving, ready_reason, ready_message),
+            _condition("Reconciled", True, "Applied", f"{len(children)} children match the spec"),
+            schedulable,
+        ],
+    }
+    url = _url(context, children)
+    if url:
+        status["url"] = url
+    return status
+
+
+def stamp(new: Obj, previous: Obj | None, now: str) -> Obj:
+    """Adds lastTransitionTime, kept from `previous` while a condition's status is unchanged."""
+    before = {c.get("type"): c for c in (previous or {}).get("conditions", []) or []}
+    conditions = []
+    for condition in new.get("conditions", []):
+        old = before.get(condition["type"])
+        unchanged = old is not None and old.get("status") == condition["status"] and old.get("lastTransitionTime")
+        conditions.append(
+            {
+                **condition,
+                "lastTransitionTime": old["lastTransitionTime"] if unchanged and old else now,
+                "observedGeneration": new.get("observedGeneration"),
+            }
+        )
+    return {**new, "conditions": conditions}
+
+
+def same_status(a: Obj | None, b: Obj | None) -> bool:
+    """Equal apart from timestamps: then there is nothing to write."""
+
+    def strip(status: Obj | None) -> Obj:
+        status = dict(status or {})
+        status["conditions"] = [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions", []) or []
+        ]
+        return {k: v for k, v in status.items() if k in ("phase", "observedGeneration", "url", "replicas", "conditions")}
+
+    return strip(a) == strip(b)
