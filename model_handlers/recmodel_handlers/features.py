@@ -13,7 +13,7 @@ import math
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -136,6 +136,21 @@ class _Hasher:
             self._memo[value] = bucket
         return bucket
 
+    def many(self, values: list[str | None]) -> torch.Tensor:
+        """Buckets of many values; None and "" are 0 (missing)."""
+        get = self._memo.get
+        buckets = [get(v) for v in values]  # type: ignore[arg-type]
+        if None in buckets:
+            buckets = [b if b is not None else (self(v) if v else 0) for b, v in zip(buckets, values, strict=True)]
+        return torch.from_numpy(np.array(buckets, dtype=np.int64))
+
+
+_STR = {str}
+_STR_OR_INT = {str, int}
+_OPTIONAL_STR = {str, type(None)}
+_OPTIONAL_DICT = {dict, type(None)}
+_OPTIONAL_NUMBER = {float, int, type(None)}
+
 
 def _is_number(value: object) -> bool:
     return (type(value) is float or type(value) is int) and math.isfinite(value)  # type: ignore[arg-type]
@@ -219,6 +234,9 @@ class FeatureEncoder:
 
     # -- candidates ----------------------------------------------------------------------
     def encode_candidates(self, candidates: object) -> CandidateFeatures:
+        """Column-wise: each field is pulled out and type-checked for all candidates at once
+        (C-speed comprehensions and set(map(type, ...))). Only when a check fails does the
+        slow path walk the candidates one by one to name the offending field."""
         if candidates is None:
             raise RequestError("candidates", "is required")
         if type(candidates) is not list:
@@ -227,66 +245,67 @@ class FeatureEncoder:
             raise RequestError("candidates", "must not be empty")
         if len(candidates) > self.max_candidates:
             raise RequestError("candidates", f"has {len(candidates)} items; at most {self.max_candidates} are accepted")
-        ids: list[str] = []
-        categories: list[str] = []
-        items: list[int] = []
-        category_ids: list[int] = []
-        brands: list[int] = []
-        rows: list[tuple[float, ...]] = []
-        item_hash, category_hash, brand_hash = self._item, self._category, self._brand
-        names = self._item_feature_names
-        nan = math.nan
+        try:
+            ids = [c["id"] for c in candidates]
+            categories = [c.get("category") for c in candidates]
+            brands = [c.get("brand") for c in candidates]
+            prices = [c.get("price") for c in candidates]
+            features = [c.get("features") for c in candidates]
+        except (KeyError, TypeError, AttributeError):
+            self._raise_first_error(candidates)
+        id_types = set(map(type, ids))
+        if id_types != _STR:
+            if not id_types <= _STR_OR_INT:
+                self._raise_first_error(candidates)
+            ids = [str(x) for x in ids]
+        if not set(map(type, categories)) <= _OPTIONAL_STR or not set(map(type, brands)) <= _OPTIONAL_STR:
+            self._raise_first_error(candidates)
+        if not set(map(type, features)) <= _OPTIONAL_DICT or not set(map(type, prices)) <= _OPTIONAL_NUMBER:
+            self._raise_first_error(candidates)
+        columns = [prices]
+        for name in self._item_feature_names:
+            column = [f.get(name) if f else None for f in features]
+            if not set(map(type, column)) <= _OPTIONAL_NUMBER:
+                self._raise_first_error(candidates)
+            columns.append(column)
+        missing = sum(column.count(None) for column in columns)
+        raw = np.array([[math.nan if v is None else v for v in column] for column in columns], dtype=np.float64).T
+        finite = np.isfinite(raw)
+        if int(finite.size - finite.sum()) != missing or (raw[:, 0] < 0).any():  # NaN or inf sent, or a negative price
+            self._raise_first_error(candidates)
+        return CandidateFeatures(
+            ids=ids,
+            categories=[c or "" for c in categories],
+            item=self._item.many(ids),
+            category=self._category.many(categories),
+            brand=self._brand.many(brands),
+            dense=self._normalize(raw.astype(np.float32), self._item_mean, self._item_std),
+        )
+
+    def _raise_first_error(self, candidates: list[Any]) -> NoReturn:
+        """Walks the candidates to name the first bad field (only for bad requests)."""
         for i, candidate in enumerate(candidates):
             if type(candidate) is not dict:
                 raise RequestError(f"candidates[{i}]", "must be an object")
             cid = candidate.get("id")
-            if type(cid) is not str:
-                if type(cid) is int:
-                    cid = str(cid)
-                elif cid is None:
-                    raise RequestError(f"candidates[{i}].id", "is required")
-                else:
-                    raise RequestError(f"candidates[{i}].id", "must be a string")
-            category = candidate.get("category")
-            if category is not None and type(category) is not str:
-                raise RequestError(f"candidates[{i}].category", "must be a string")
-            brand = candidate.get("brand")
-            if brand is not None and type(brand) is not str:
-                raise RequestError(f"candidates[{i}].brand", "must be a string")
+            if cid is None:
+                raise RequestError(f"candidates[{i}].id", "is required")
+            if type(cid) not in _STR_OR_INT:
+                raise RequestError(f"candidates[{i}].id", "must be a string")
+            for name in ("category", "brand"):
+                if type(candidate.get(name)) not in _OPTIONAL_STR:
+                    raise RequestError(f"candidates[{i}].{name}", "must be a string")
             price = candidate.get("price")
-            if price is None:
-                price = nan
-            elif not _is_number(price) or price < 0:
+            if price is not None and (not _is_number(price) or price < 0):
                 raise RequestError(f"candidates[{i}].price", "must be a finite number >= 0")
             features = candidate.get("features")
-            if features:
-                if type(features) is not dict:
-                    raise RequestError(f"candidates[{i}].features", "must be an object of numbers")
-                row = [price]
-                for name in names:
-                    value = features.get(name)
-                    if value is None:
-                        row.append(nan)
-                    elif _is_number(value):
-                        row.append(value)
-                    else:
-                        raise RequestError(f"candidates[{i}].features.{name}", "must be a finite number")
-                rows.append(tuple(row))
-            else:
-                rows.append((price,) + (nan,) * len(names))
-            ids.append(cid)
-            categories.append(category or "")
-            items.append(item_hash(cid))
-            category_ids.append(category_hash(category) if category else 0)
-            brands.append(brand_hash(brand) if brand else 0)
-        return CandidateFeatures(
-            ids=ids,
-            categories=categories,
-            item=torch.tensor(items),
-            category=torch.tensor(category_ids),
-            brand=torch.tensor(brands),
-            dense=self._normalize(np.asarray(rows, dtype=np.float32), self._item_mean, self._item_std),
-        )
+            if features is not None and type(features) is not dict:
+                raise RequestError(f"candidates[{i}].features", "must be an object of numbers")
+            for name in self._item_feature_names:
+                value = (features or {}).get(name)
+                if value is not None and not _is_number(value):
+                    raise RequestError(f"candidates[{i}].features.{name}", "must be a finite number")
+        raise RequestError("candidates", "are malformed")
 
     # -- rules ---------------------------------------------------------------------------
     def encode_rules(self, doc: Doc) -> RankingRules:

@@ -1,0 +1,56 @@
+"""pytest helpers: a running control plane for the session, and throwaway namespaces."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from devcluster import cluster
+
+
+@dataclass(frozen=True)
+class Tools:
+    kubeconfig: Path
+    kubectl: Path
+    helm: Path
+
+    def kubectl_run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def helm_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.helm), f"--kubeconfig={self.kubeconfig}", *args], capture_output=True, text=True, check=check, timeout=300
+        )
+
+
+@contextmanager
+def running_cluster() -> Iterator[Tools]:
+    """Uses a cluster that is already up (and leaves it up), or starts one and stops it after."""
+    started_here = not cluster.is_running()
+    info = cluster.up()
+    try:
+        yield Tools(kubeconfig=info.kubeconfig, kubectl=info.bin_dir / "kubectl", helm=info.bin_dir / "helm")
+    finally:
+        if started_here:
+            cluster.down()
+
+
+@contextmanager
+def temporary_namespace(tools: Tools, prefix: str = "t") -> Iterator[str]:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    tools.kubectl_run("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        tools.kubectl_run("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,49 @@
+"""Shared fixtures: the local control plane (session), namespaces, a trained model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from devcluster.fixtures import Tools, running_cluster, temporary_namespace
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_CRDS = REPO.parent / "shared" / "crds"
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Tools]:
+    with running_cluster() as tools:
+        yield tools
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: Tools) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture()
+def namespace(cluster: Tools) -> Iterator[str]:
+    with temporary_namespace(cluster) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model trained once per session with the real training code."""
+    from recmodel_handlers.data import make_world, sample_documents
+    from recmodel_handlers.model import ModelConfig
+    from recmodel_handlers.package import save_package
+    from recmodel_handlers.train import train
+
+    world = make_world(0)
+    train_docs = sample_documents(world, 2500, 20, seed=1)
+    test_docs = sample_documents(world, 100, 100, seed=2)
+    validation = sample_documents(world, 30, 100, seed=3)
+    result = train(train_docs, test_docs, config=ModelConfig(dim=32, hidden=(128, 64)), epochs=2, log=lambda _m: None)
+    out = tmp_path_factory.mktemp("model") / "ranker"
+    save_package(out, model=result.model, stats=result.stats, validation=validation, metrics=result.metrics, name="ranker", version="v7")
+    return out

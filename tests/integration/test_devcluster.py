@@ -1,0 +1,135 @@
+"""The local control plane is real Kubernetes: versions, nodes, scheduling, controllers, helm."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devcluster.fixtures import Tools
+from devcluster.versions import KUBERNETES_VERSION
+
+pytestmark = pytest.mark.cluster
+
+
+def _get(tools: Tools, *args: str) -> Any:
+    return json.loads(tools.kubectl_run("get", *args, "-o", "json").stdout)
+
+
+def _wait_for(predicate: Any, timeout: float = 60, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def _pod(name: str, namespace: str, gpus: int = 0, product: str | None = None, tolerate: bool = True) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [
+            {
+                "name": "main",
+                "image": "registry.invalid/ranker:1",
+                "resources": {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {},
+            }
+        ]
+    }
+    if product:
+        spec["nodeSelector"] = {"nvidia.com/gpu.product": product}
+    if tolerate:
+        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def test_kubectl_reports_the_stamped_server_version(cluster: Tools) -> None:
+    version = json.loads(cluster.kubectl_run("version", "-o", "json").stdout)
+    assert version["serverVersion"]["gitVersion"] == KUBERNETES_VERSION
+    assert version["clientVersion"]["gitVersion"] == KUBERNETES_VERSION
+
+
+def test_nodes_are_ready_with_gpu_capacity(cluster: Tools) -> None:
+    nodes = {n["metadata"]["name"]: n for n in _get(cluster, "nodes")["items"]}
+    ready = {
+        name for name, n in nodes.items() if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+    }
+    assert {"cpu-node-1", "cpu-node-2", "gpu-a100-1", "gpu-a100-2", "gpu-t4-1"} <= ready
+    a100 = nodes["gpu-a100-1"]
+    assert a100["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+    assert a100["metadata"]["labels"]["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
+    assert a100["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
+    assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in a100["spec"]["taints"]
+    assert nodes["gpu-t4-1"]["status"]["allocatable"]["nvidia.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in nodes["cpu-node-1"]["status"]["allocatable"]
+
+
+def test_gpu_pod_lands_on_a100_and_runs(cluster: Tools, namespace: str) -> None:
+    cluster.kubectl_run("apply", "-f", "-", stdin=json.dumps(_pod("gpu", namespace, gpus=1, product="NVIDIA-A100-SXM4-80GB")))
+    pod = _wait_for(lambda: (p := _get(cluster, "pod", "gpu", "-n", namespace))["status"].get("phase") == "Running" and p)
+    assert pod["spec"]["nodeName"] in ("gpu-a100-1", "gpu-a100-2")
+
+
+def test_too_many_gpus_stay_pending_unschedulable(cluster: Tools, namespace: str) -> None:
+    cluster.kubectl_run("apply", "-f", "-", stdin=json.dumps(_pod("huge", namespace, gpus=9)))
+
+    def unschedulable() -> dict[str, Any] | None:
+        pod = _get(cluster, "pod", "huge", "-n", namespace)
+        for condition in pod["status"].get("conditions", []):
+            if condition["type"] == "PodScheduled" and condition["reason"] == "Unschedulable":
+                return condition
+        return None
+
+    condition = _wait_for(unschedulable)
+    assert "Insufficient nvidia.com/gpu" in condition["message"]
+    assert _get(cluster, "pod", "huge", "-n", namespace)["status"]["phase"] == "Pending"
+
+
+def test_pods_without_toleration_avoid_gpu_nodes(cluster: Tools, namespace: str) -> None:
+    for i in range(6):
+        cluster.kubectl_run("apply", "-f", "-", stdin=json.dumps(_pod(f"cpu-{i}", namespace, tolerate=False)))
+    pods = _wait_for(
+        lambda: (items := _get(cluster, "pods", "-n", namespace)["items"])
+        and all(p["spec"].get("nodeName") for p in items)
+        and len(items) == 6
+        and items
+    )
+    assert {p["spec"]["nodeName"] for p in pods} <= {"cpu-node-1", "cpu-node-2"}
+
+
+def test_deployment_creates_pods_and_owner_deletion_collects_children(cluster: Tools, namespace: str) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]},
+            },
+        },
+    }
+    cluster.kubectl_run("apply", "-f", "-", stdin=json.dumps(deployment))
+    _wait_for(lambda: _get(cluster, "deployment", "web", "-n", namespace)["status"].get("readyReplicas") == 3)
+    assert len(_get(cluster, "replicasets", "-n", namespace)["items"]) == 1
+    cluster.kubectl_run("delete", "deployment", "web", "-n", namespace, "--cascade=background")
+    _wait_for(lambda: not _get(cluster, "replicasets", "-n", namespace)["items"] and not _get(cluster, "pods", "-n", namespace)["items"])
+
+
+def test_helm_install_and_uninstall_a_chart(cluster: Tools, namespace: str, tmp_path: Path) -> None:
+    chart = tmp_path / "tiny"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: tiny\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  greeting: {{ .Values.greeting | quote }}\n"
+    )
+    (chart / "values.yaml").write_text("greeting: hello\n")
+    cluster.helm_run("install", "tiny", str(chart), "-n", namespace, "--wait")
+    assert _get(cluster, "configmap", "tiny-cm", "-n", namespace)["data"]["greeting"] == "hello"
+    cluster.helm_run("uninstall", "tiny", "-n", namespace, "--wait")
+    assert "NotFound" in cluster.kubectl_run("get", "configmap", "tiny-cm", "-n", namespace, check=False).stderr

@@ -1,0 +1,125 @@
+"""Starting real model-server processes (KServe's and TorchServe) for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from devcluster.ports import free_ports
+
+BIN = Path(sys.executable).parent
+
+
+def wait_http(url: str, timeout: float = 120, process: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:] if log else ''}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:] if log else ''}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def kserve_server(
+    model_dir: Path, name: str, log: Path, extra_args: list[str] | None = None, argv: list[str] | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`recmodel serve` on a free loopback port; yields its base URL. `argv` replaces the
+    default command line (the e2e tests pass exactly what the operator rendered)."""
+    (port,) = free_ports(1)
+    command = argv or [str(BIN / "recmodel"), "serve", f"--model-dir={model_dir}", f"--name={name}"]
+    command = [*command, "--host=127.0.0.1", f"--http-port={port}", *(extra_args or [])]
+    with log.open("ab") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/v2/health/ready", process=process, log=log)
+        yield url
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def torchserve_server(store: Path, log_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """TorchServe on free loopback ports (inference, management, metrics, gRPC), through the
+    TS_* variables that config.properties allows (enable_envvars_config)."""
+    inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    environment = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{inference}",
+        "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{management}",
+        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{metrics}",
+        "TS_GRPC_INFERENCE_PORT": str(grpc_inference),
+        "TS_GRPC_MANAGEMENT_PORT": str(grpc_management),
+        "LOG_LOCATION": str(log_dir),
+        "METRICS_LOCATION": str(log_dir),
+        **(env or {}),
+    }
+    log = log_dir / "torchserve.out"
+    command = [
+        str(BIN / "torchserve"),
+        "--start",
+        "--foreground",
+        "--ncs",
+        "--disable-token-auth",
+        f"--model-store={store / 'model-store'}",
+        f"--ts-config={store / 'config' / 'config.properties'}",
+    ]
+    with log.open("ab") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=log_dir, start_new_session=True)
+    url = f"http://127.0.0.1:{inference}"
+    try:
+        wait_http(f"{url}/ping", process=process, log=log, timeout=180)
+        # /ping answers before the worker has loaded the model: wait for the model itself.
+        wait_http(f"http://127.0.0.1:{management}/models/ranker", process=process, log=log, timeout=180)
+        _wait_worker_ready(f"http://127.0.0.1:{management}/models/ranker", process, log)
+        yield url
+    finally:
+        try:
+            os.killpg(process.pid, 15)
+        except ProcessLookupError:
+            pass
+        _stop(process)
+
+
+def _wait_worker_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    import json
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"torchserve exited:\n{log.read_text()[-3000:]}")
+        with urllib.request.urlopen(url, timeout=5) as response:
+            workers = json.loads(response.read())[0].get("workers", [])
+        if workers and all(w.get("status") == "READY" for w in workers):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"TorchServe workers not ready:\n{log.read_text()[-3000:]}")
+
+
+def have_java() -> bool:
+    return shutil.which("java") is not None

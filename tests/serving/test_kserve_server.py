@@ -1,0 +1,142 @@
+"""`recmodel serve` as a real process over HTTP (KServe's ModelServer, V1 and V2)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from recmodel_handlers.client import predict
+from recmodel_handlers.core import RankingCore
+from recmodel_handlers.samples import make_request
+from recmodel_handlers.settings import CoreSettings
+
+
+@pytest.fixture(scope="module")
+def core(trained_model: Path) -> RankingCore:
+    return RankingCore.from_dir(trained_model, CoreSettings())
+
+
+def ids(prediction: dict[str, Any]) -> list[str]:
+    return [item["id"] for item in prediction["items"]]
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_thousand_candidates_ranked_like_the_in_process_core(server_url: str, core: RankingCore, protocol: str) -> None:
+    request = make_request(1000, top_k=1000)
+    expected = core.rank([request])[0]
+    answer = predict(server_url, "ranker", request, protocol=protocol)["predictions"][0]
+    assert len(answer["items"]) == 1000
+    assert ids(answer) == ids(expected)
+    scores = [item["score"] for item in answer["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert answer["model"] == "ranker" and answer["version"] == "v7"
+
+
+def test_request_rules_are_applied(server_url: str) -> None:
+    request = make_request(300, top_k=20, maxPerCategory=2)
+    full = predict(server_url, "ranker", make_request(300, top_k=300))["predictions"][0]
+    request["exclude"] = [full["items"][0]["id"]]
+    answer = predict(server_url, "ranker", request)["predictions"][0]
+    assert len(answer["items"]) == 20
+    assert full["items"][0]["id"] not in ids(answer)
+    category = {c["id"]: c["category"] for c in request["candidates"]}
+    counts: dict[str, int] = {}
+    for item in answer["items"]:
+        counts[category[item["id"]]] = counts.get(category[item["id"]], 0) + 1
+    assert max(counts.values()) <= 2
+
+
+BAD_REQUESTS = [
+    (b"{not json", "request format"),  # KServe decodes the body before the model sees it
+    (json.dumps({"instances": [{"user": {"id": "u1"}}]}).encode(), "candidates"),
+    (json.dumps({"instances": [{"candidates": [{"id": "a", "price": "cheap"}]}]}).encode(), "candidates[0].price"),
+    (json.dumps({"instances": [{"candidates": [{"id": "a"}, {"price": 3}]}]}).encode(), "candidates[1].id"),
+    (json.dumps({"instances": [{"candidates": [{"id": "a", "features": {"rating": "x"}}]}]}).encode(), "candidates[0].features.rating"),
+    (b'{"instances": [{"candidates": [{"id": "a", "price": NaN}]}]}', "request format"),  # NaN is not JSON
+    (json.dumps({"instances": [{"candidates": [{"id": "a"}], "topK": "ten"}]}).encode(), "topK"),
+    (json.dumps({"instances": [make_request(1001)]}).encode(), "candidates"),
+    (json.dumps({"instances": "all"}).encode(), "instances"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_REQUESTS)
+def test_bad_requests_get_400_naming_the_field_and_the_server_keeps_serving(server_url: str, body: bytes, field: str) -> None:
+    response = httpx.post(f"{server_url}/v1/models/ranker:predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert field in response.json()["error"]
+    assert predict(server_url, "ranker", make_request(10))["predictions"][0]["items"]
+
+
+def test_nan_price_from_a_lenient_json_encoder_is_refused_by_name(core: RankingCore) -> None:
+    from recmodel_handlers.errors import RequestError
+
+    with pytest.raises(RequestError, match=r"candidates\[0\]\.price"):
+        core.rank([{"candidates": [{"id": "a", "price": float("nan")}]}])
+
+
+def test_unknown_protocol_version_is_rejected(server_url: str) -> None:
+    response = httpx.post(f"{server_url}/v3/models/ranker/infer", json={"instances": []})
+    assert response.status_code in (400, 404)
+    v2_wrong = httpx.post(f"{server_url}/v2/models/ranker/infer", json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]})
+    assert v2_wrong.status_code == 400
+    assert "request" in v2_wrong.json()["error"]
+
+
+def _metric(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_concurrent_requests_are_batched_and_answers_stay_per_request(server_url: str, core: RankingCore) -> None:
+    requests = [make_request(200, seed=100 + i, top_k=50) for i in range(48)]
+    expected = [ids(r) for r in core.rank(requests)]
+    before = httpx.get(f"{server_url}/metrics").text
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda r: predict(server_url, "ranker", r)["predictions"][0], requests))
+    assert [ids(a) for a in answers] == expected
+    after = httpx.get(f"{server_url}/metrics").text
+    batches = _metric(after, "recmodel_batch_size_count") - _metric(before, "recmodel_batch_size_count")
+    batched_requests = _metric(after, "recmodel_batch_size_sum") - _metric(before, "recmodel_batch_size_sum")
+    assert batched_requests == 48
+    assert batches < 48, f"{batches} forward passes for 48 concurrent requests: no batching happened"
+
+
+def test_metrics_expose_stage_latency_and_cache(server_url: str) -> None:
+    request = make_request(50)
+    predict(server_url, "ranker", request)
+    predict(server_url, "ranker", request)
+    text = httpx.get(f"{server_url}/metrics").text
+    for stage in ("features", "score", "rank"):
+        assert re.search(rf'recmodel_stage_duration_seconds_count{{model="ranker",stage="{stage}"}} [1-9]', text), stage
+    assert _metric(text, 'recmodel_cache_lookups_total{model="ranker",result="hit"}') >= 1
+    assert _metric(text, 'recmodel_requests_total{code="400"') >= 0
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt"])
+def test_bad_model_dir_fails_at_startup_with_a_clear_message(trained_model: Path, tmp_path: Path, problem: str) -> None:
+    model_dir = tmp_path / "model"
+    if problem == "corrupt":
+        import shutil
+
+        shutil.copytree(trained_model, model_dir)
+        (model_dir / "weights.pt").write_bytes(b"not a checkpoint")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "recmodel"), "serve", f"--model-dir={model_dir}", "--name=x", "--http-port=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    expected = "does not exist" if problem == "missing" else "cannot be loaded"
+    assert expected in result.stderr, result.stderr[-2000:]
