@@ -19,19 +19,17 @@ class Tools:
     helm: Path
 
     def kubectl_run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=120,
-        )
+        return _run([str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args], stdin, check, timeout=120)
 
     def helm_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.helm), f"--kubeconfig={self.kubeconfig}", *args], capture_output=True, text=True, check=check, timeout=300
-        )
+        return _run([str(self.helm), f"--kubeconfig={self.kubeconfig}", *args], None, check, timeout=300)
+
+
+def _run(argv: list[str], stdin: str | None, check: bool, timeout: float) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:1] + argv[2:])} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
 
 
 @contextmanager

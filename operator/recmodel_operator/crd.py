@@ -7,6 +7,7 @@ schema: references inlined, optional fields unwrapped, free-form maps marked as 
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import Any
 
@@ -33,6 +34,10 @@ def _resolve(schema: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
     return schema
 
 
+def _object_default(node: JsonSchema) -> dict[str, Any]:
+    return {name: copy.deepcopy(prop["default"]) for name, prop in node.get("properties", {}).items() if "default" in prop}
+
+
 def structural(schema: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
     """One pydantic JSON-schema node as a Kubernetes structural schema node."""
     schema = _resolve(schema, defs)
@@ -50,9 +55,11 @@ def structural(schema: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
             if required:
                 out["required"] = list(required)
             for name, prop in out["properties"].items():
-                # Nested objects default to {} so their own field defaults apply.
-                if prop.get("type") == "object" and "properties" in prop and name not in (required or []):
-                    prop.setdefault("default", {})
+                optional = properties[name].get("default", ...) is None  # `X | None = None`: no default
+                if prop.get("type") == "object" and "properties" in prop and name not in (required or []) and not optional:
+                    # Nested objects default to their fields' defaults (the API server checks CEL rules
+                    # against this value, so an empty {} would not do).
+                    prop.setdefault("default", _object_default(prop))
         elif isinstance(additional, dict) and additional:
             out["additionalProperties"] = structural(additional, defs)
         else:

@@ -80,6 +80,8 @@ def _replicas(context: RenderContext, children: list[Obj]) -> tuple[int, int]:
     if not deployments:
         return max(context.spec.autoscaling.min_replicas, 1), 0
     desired = sum(int(d.get("spec", {}).get("replicas", 1) or 0) for d in deployments)
+    # An autoscaler raises replicas to minReplicas shortly after creation: not ready before.
+    desired = max(desired, context.spec.autoscaling.min_replicas)
     ready = sum(int(d.get("status", {}).get("readyReplicas", 0) or 0) for d in deployments)
     return desired, ready
 
@@ -179,7 +181,8 @@ def same_status(a: Obj | None, b: Obj | None) -> bool:
     def strip(status: Obj | None) -> Obj:
         status = dict(status or {})
         status["conditions"] = [
-            {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions", []) or []
+            {k: v for k, v in c.items() if k not in ("lastTransitionTime", "observedGeneration")}
+            for c in status.get("conditions", []) or []
         ]
         return {k: v for k, v in status.items() if k in ("phase", "observedGeneration", "url", "replicas", "conditions")}
 
