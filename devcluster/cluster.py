@@ -213,7 +213,13 @@ def up(layout: Layout | None = None) -> ClusterInfo:
             save_state()
             _wait(name, health[name], timeout=60, log_file=layout.logs / f"{name}.log")
             _log(f"{name} is up (pid {pids[name]})")
-        _kubectl(layout, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [render_node(n) for n in NODES]}))
+        _kubectl(
+            layout,
+            "apply",
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [render_node(n) for n in NODES]}),
+        )
         _wait("nodes", lambda: _nodes_ready(layout), timeout=60, log_file=layout.logs / "kwok.log")
         _wait("default service account", lambda: _default_service_account(layout), timeout=60)
     except BaseException:

@@ -41,7 +41,10 @@ def render_go_mod(version: str, upstream_go_mod: str) -> str:
 def main(version: str) -> None:
     info = json.loads(
         subprocess.run(
-            ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"], check=True, capture_output=True, text=True
+            ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
     )
     target = GOMOD_DIR / "kubernetes" / "go.mod"

@@ -45,5 +45,13 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     validation = sample_documents(world, 30, 100, seed=3)
     result = train(train_docs, test_docs, config=ModelConfig(dim=32, hidden=(128, 64)), epochs=2, log=lambda _m: None)
     out = tmp_path_factory.mktemp("model") / "ranker"
-    save_package(out, model=result.model, stats=result.stats, validation=validation, metrics=result.metrics, name="ranker", version="v7")
+    save_package(
+        out,
+        model=result.model,
+        stats=result.stats,
+        validation=validation,
+        metrics=result.metrics,
+        name="ranker",
+        version="v7",
+    )
     return out

@@ -22,12 +22,29 @@ def _train(args: argparse.Namespace) -> None:
         validation = test_docs[: args.validation_docs]
     else:
         world = make_world(args.seed)
-        train_docs = sample_documents(world, max(1, args.rows // candidates_per_doc), candidates_per_doc, seed=args.seed + 1)
+        train_docs = sample_documents(
+            world, max(1, args.rows // candidates_per_doc), candidates_per_doc, seed=args.seed + 1
+        )
         test_docs = sample_documents(world, 300, 100, seed=args.seed + 2)
         validation = sample_documents(world, args.validation_docs, 100, seed=args.seed + 3)
     config = ModelConfig(dim=args.dim, hidden=tuple(args.hidden))
-    result = train(train_docs, test_docs, config=config, epochs=args.epochs, seed=args.seed, log=lambda m: print(m, file=sys.stderr))
-    save_package(Path(args.out), model=result.model, stats=result.stats, validation=validation, metrics=result.metrics, name=args.name, version=args.version)
+    result = train(
+        train_docs,
+        test_docs,
+        config=config,
+        epochs=args.epochs,
+        seed=args.seed,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    save_package(
+        Path(args.out),
+        model=result.model,
+        stats=result.stats,
+        validation=validation,
+        metrics=result.metrics,
+        name=args.name,
+        version=args.version,
+    )
     model, baseline = result.metrics["model"], result.metrics["popularity"]
     print(f"{'metric':<12}{'model':>10}{'popularity':>12}")
     for key in model:
@@ -90,7 +107,9 @@ def _bench(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from recmodel_handlers.settings import CoreSettings
 
-    parser = argparse.ArgumentParser(prog="recmodel", description="RecModel ranking models: train, package, serve, predict")
+    parser = argparse.ArgumentParser(
+        prog="recmodel", description="RecModel ranking models: train, package, serve, predict"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train on generated data (or --data FILE.csv) and package the model")
@@ -121,14 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (the image uses 0.0.0.0)")
     serve.add_argument("--http-port", "--http_port", dest="http_port", type=int, default=8080)
     serve.add_argument("--role", choices=("all", "transformer", "predictor"), default="all")
-    serve.add_argument("--predictor-host", "--predictor_host", dest="predictor_host", default=None, help="host:port of the predictor (role transformer)")
+    serve.add_argument(
+        "--predictor-host",
+        "--predictor_host",
+        dest="predictor_host",
+        default=None,
+        help="host:port of the predictor (role transformer)",
+    )
     CoreSettings.add_arguments(serve)
     serve.set_defaults(func=_serve)
 
     predict = commands.add_parser("predict", help="send a ranking request and print the ranking")
     predict.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8080")
     predict.add_argument("--name", required=True)
-    predict.add_argument("--request", required=True, help="JSON file: a ranking document or {\"instances\": [...]}")
+    predict.add_argument("--request", required=True, help='JSON file: a ranking document or {"instances": [...]}')
     predict.add_argument("--host", help="Host header, as an ingress routes by it")
     predict.add_argument("--protocol", choices=("v1", "v2"), default="v1")
     predict.set_defaults(func=_predict)

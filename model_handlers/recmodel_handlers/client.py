@@ -13,19 +13,25 @@ def as_instances(request: dict[str, Any]) -> dict[str, Any]:
     return request if "instances" in request else {"instances": [request]}
 
 
-def predict(url: str, name: str, request: dict[str, Any], host: str | None = None, protocol: str = "v1", timeout: float = 30.0) -> dict[str, Any]:
+def predict(
+    url: str, name: str, request: dict[str, Any], host: str | None = None, protocol: str = "v1", timeout: float = 30.0
+) -> dict[str, Any]:
     headers = {"content-type": "application/json"}
     if host:
         headers["host"] = host
     body = as_instances(request)
     started = time.perf_counter()
     if protocol == "v1":
-        response = httpx.post(f"{url.rstrip('/')}/v1/models/{name}:predict", content=orjson.dumps(body), headers=headers, timeout=timeout)
+        response = httpx.post(
+            f"{url.rstrip('/')}/v1/models/{name}:predict", content=orjson.dumps(body), headers=headers, timeout=timeout
+        )
         response.raise_for_status()
         result: dict[str, Any] = response.json()
     else:
         v2 = {"inputs": [{"name": "request", "datatype": "BYTES", "shape": [1], "data": [orjson.dumps(body).decode()]}]}
-        response = httpx.post(f"{url.rstrip('/')}/v2/models/{name}/infer", content=orjson.dumps(v2), headers=headers, timeout=timeout)
+        response = httpx.post(
+            f"{url.rstrip('/')}/v2/models/{name}/infer", content=orjson.dumps(v2), headers=headers, timeout=timeout
+        )
         response.raise_for_status()
         result = {"predictions": [orjson.loads(d) for d in response.json()["outputs"][0]["data"]]}
     result["latency_ms"] = (time.perf_counter() - started) * 1000

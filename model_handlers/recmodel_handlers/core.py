@@ -65,7 +65,12 @@ class RankingCore:
         if settings.precision != "fp32":
             candidate = with_precision(reference, settings.precision)
             self.gate = quality_gate(
-                reference, candidate, settings.precision, self.encoder, self.package.validation, settings.max_quality_drop
+                reference,
+                candidate,
+                settings.precision,
+                self.encoder,
+                self.package.validation,
+                settings.max_quality_drop,
             )
             log.info(self.gate.describe())
             if self.gate.passed:
@@ -117,7 +122,9 @@ class RankingCore:
             brand = torch.cat([r.candidates.brand for r in requests])
             dense = torch.cat([r.candidates.dense for r in requests])
         stacked = torch.stack([v for v in user_vectors if v is not None])
-        owner = torch.repeat_interleave(torch.arange(len(requests), device=self.device), torch.tensor(sizes, device=self.device))
+        owner = torch.repeat_interleave(
+            torch.arange(len(requests), device=self.device), torch.tensor(sizes, device=self.device)
+        )
         logits = self.model.scorer(
             stacked[owner],
             item.to(self.device),

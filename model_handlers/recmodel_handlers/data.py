@@ -16,9 +16,30 @@ import numpy as np
 Doc = dict[str, Any]
 
 CATEGORY_NAMES = (
-    "running shoes", "sneakers", "boots", "t-shirts", "jackets", "jeans", "dresses", "watches",
-    "backpacks", "headphones", "phones", "laptops", "cameras", "toys", "books", "kitchen",
-    "bedding", "lamps", "garden", "skincare", "perfume", "vitamins", "coffee", "pet food",
+    "running shoes",
+    "sneakers",
+    "boots",
+    "t-shirts",
+    "jackets",
+    "jeans",
+    "dresses",
+    "watches",
+    "backpacks",
+    "headphones",
+    "phones",
+    "laptops",
+    "cameras",
+    "toys",
+    "books",
+    "kitchen",
+    "bedding",
+    "lamps",
+    "garden",
+    "skincare",
+    "perfume",
+    "vitamins",
+    "coffee",
+    "pet food",
 )
 SEGMENTS = ("new", "returning", "vip")
 DEVICES = ("mobile", "desktop", "app")
@@ -114,7 +135,9 @@ def sample_documents(world: World, n_docs: int, candidates_per_doc: int, seed: i
         items = np.unique(np.concatenate([popular, rest]))
         query_category: int | None = None
         if rng.random() < 0.5:
-            query_category = int(rng.choice(len(CATEGORY_NAMES), p=world.user_affinity[user] / world.user_affinity[user].sum()))
+            query_category = int(
+                rng.choice(len(CATEGORY_NAMES), p=world.user_affinity[user] / world.user_affinity[user].sum())
+            )
         probability = 1.0 / (1.0 + np.exp(-world.utility(user, items, query_category)))
         clicks = rng.random(len(items)) < probability
         activity = world.user_activity[user]
@@ -162,7 +185,14 @@ def load_csv(path: Path, max_candidates: int = 200) -> list[Doc]:
             except ValueError as error:
                 raise ValueError(f"{path}:{line}: timestamp must be seconds since the epoch") from error
             key = (row["user"], hour)
-            context.setdefault(key, {"segment": row.get("segment") or None, "device": row.get("device") or None, "query": row.get("query") or ""})
+            context.setdefault(
+                key,
+                {
+                    "segment": row.get("segment") or None,
+                    "device": row.get("device") or None,
+                    "query": row.get("query") or "",
+                },
+            )
             candidate = sessions[key].setdefault(row["item"], {"id": row["item"], "label": False})
             for name in ("category", "brand"):
                 if row.get(name):
@@ -189,7 +219,21 @@ def load_csv(path: Path, max_candidates: int = 200) -> list[Doc]:
 
 def write_csv(docs: list[Doc], path: Path, start_time: int = 1_780_000_000) -> None:
     """Writes documents as an interaction log (the format `load_csv` reads)."""
-    columns = ["user", "item", "event", "timestamp", "category", "brand", "price", "segment", "device", "query", "popularity", "rating", "discount"]
+    columns = [
+        "user",
+        "item",
+        "event",
+        "timestamp",
+        "category",
+        "brand",
+        "price",
+        "segment",
+        "device",
+        "query",
+        "popularity",
+        "rating",
+        "discount",
+    ]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()

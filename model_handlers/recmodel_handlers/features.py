@@ -167,7 +167,9 @@ def _optional_str(value: object, where: str) -> str | None:
 class FeatureEncoder:
     """Documents in, model inputs out. One instance per model; thread-safe for reads."""
 
-    def __init__(self, schema: FeatureSchema, stats: FeatureStats, default_top_k: int = 50, max_candidates: int = 1000) -> None:
+    def __init__(
+        self, schema: FeatureSchema, stats: FeatureStats, default_top_k: int = 50, max_candidates: int = 1000
+    ) -> None:
         self.schema = schema
         self.stats = stats
         self.default_top_k = default_top_k
@@ -339,7 +341,9 @@ def raw_dense(docs: Iterable[Doc], schema: FeatureSchema) -> tuple[np.ndarray, n
         users.append([float(features.get(n, math.nan)) for n in schema.user_dense])
         for c in doc["candidates"]:
             cf = c.get("features") or {}
-            items.append([float(c.get("price", math.nan))] + [float(cf.get(n, math.nan)) for n in schema.item_dense[1:]])
+            items.append(
+                [float(c.get("price", math.nan))] + [float(cf.get(n, math.nan)) for n in schema.item_dense[1:]]
+            )
     return np.asarray(users, dtype=np.float32), np.asarray(items, dtype=np.float32)
 
 

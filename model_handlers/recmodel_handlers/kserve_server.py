@@ -92,7 +92,9 @@ class RecModelServer(Model):  # type: ignore[misc]
             if not self.predictor_host:
                 raise ValueError("role transformer needs --predictor-host (KServe passes --predictor_host)")
             package = load_package(self.model_dir)
-            self.encoder = FeatureEncoder(package.schema, package.stats, self.settings.top_k, self.settings.max_candidates)
+            self.encoder = FeatureEncoder(
+                package.schema, package.stats, self.settings.top_k, self.settings.max_candidates
+            )
             self.version = package.version
         else:
             self.core = RankingCore.from_dir(self.model_dir, self.settings)
@@ -167,7 +169,9 @@ class RecModelServer(Model):  # type: ignore[misc]
             assert self.core is not None
             scores = await asyncio.get_running_loop().run_in_executor(None, self.core.score_tensors, parsed.tensors)
             output = InferOutput(name="scores", shape=[len(scores)], datatype="FP32", data=scores.tolist())
-            return InferResponse(response_id=parsed.request_id or str(uuid.uuid4()), model_name=self.name, infer_outputs=[output])
+            return InferResponse(
+                response_id=parsed.request_id or str(uuid.uuid4()), model_name=self.name, infer_outputs=[output]
+            )
         if self.role == "transformer":
             per_request = await self._remote_scores(parsed.requests)
         else:
@@ -188,7 +192,9 @@ class RecModelServer(Model):  # type: ignore[misc]
         output = InferOutput(
             name=V2_OUTPUT, shape=[len(results)], datatype="BYTES", data=[orjson.dumps(r).decode() for r in results]
         )
-        return InferResponse(response_id=parsed.request_id or str(uuid.uuid4()), model_name=self.name, infer_outputs=[output])
+        return InferResponse(
+            response_id=parsed.request_id or str(uuid.uuid4()), model_name=self.name, infer_outputs=[output]
+        )
 
     async def _remote_scores(self, requests: list[EncodedRequest]) -> list[np.ndarray]:
         """KServe's transformer contract: features here, scoring at the predictor (V2 tensors)."""

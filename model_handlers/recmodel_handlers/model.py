@@ -54,7 +54,8 @@ class UserTower(nn.Module):
         tokens = (query != 0).sum(dim=1, keepdim=True).clamp(min=1)
         query_vec = self.query(query).sum(dim=1) / tokens
         parts = [self.user(user), self.segment(segment), self.device(device), query_vec, self.dense(dense)]
-        return torch.relu(self.mlp(torch.cat(parts, dim=1)))
+        user_vec: torch.Tensor = torch.relu(self.mlp(torch.cat(parts, dim=1)))
+        return user_vec
 
 
 class ItemScorer(nn.Module):
@@ -68,7 +69,12 @@ class ItemScorer(nn.Module):
         self.mlp = _mlp([6 * dim + 2, *config.hidden, 1])
 
     def forward(
-        self, user_vec: torch.Tensor, item: torch.Tensor, category: torch.Tensor, brand: torch.Tensor, dense: torch.Tensor
+        self,
+        user_vec: torch.Tensor,
+        item: torch.Tensor,
+        category: torch.Tensor,
+        brand: torch.Tensor,
+        dense: torch.Tensor,
     ) -> torch.Tensor:
         item_vec = self.item(item)
         category_vec = self.category(category)
@@ -82,7 +88,8 @@ class ItemScorer(nn.Module):
             (user_vec * item_vec).sum(dim=1, keepdim=True),
             (user_vec * category_vec).sum(dim=1, keepdim=True),
         ]
-        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+        logits: torch.Tensor = self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+        return logits
 
 
 class RankingModel(nn.Module):
@@ -108,7 +115,8 @@ class RankingModel(nn.Module):
     ) -> torch.Tensor:
         """Logits, one per candidate; `owner[i]` is the index of candidate i's user."""
         users = self.user_tower(user, segment, device, query, user_dense)
-        return self.scorer(users[owner], item, category, brand, item_dense)
+        logits: torch.Tensor = self.scorer(users[owner], item, category, brand, item_dense)
+        return logits
 
     def flops_per_candidate(self) -> int:
         """Multiply-adds x2 of the per-candidate part (the user tower runs once per request)."""

@@ -29,13 +29,19 @@ class Int8Linear(nn.Module):
     multiplied in integers by torch._int_mm and rescaled: the dynamic int8 scheme, written on
     today's ops rather than the deprecated torch.ao.quantization.quantize_dynamic."""
 
+    weight_t: torch.Tensor
+    weight_scale: torch.Tensor
+    bias: torch.Tensor
+
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
         self.register_buffer("weight_t", torch.round(weight / scale[:, None]).to(torch.int8).t().contiguous())
         self.register_buffer("weight_scale", scale)
-        self.register_buffer("bias", linear.bias.detach().float() if linear.bias is not None else torch.zeros(weight.shape[0]))
+        self.register_buffer(
+            "bias", linear.bias.detach().float() if linear.bias is not None else torch.zeros(weight.shape[0])
+        )
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +72,8 @@ class CastOutput(nn.Module):
         self.dtype = dtype
 
     def forward(self, user_vec: torch.Tensor, *items: torch.Tensor) -> torch.Tensor:
-        return self.scorer(user_vec.to(self.dtype), *items).float()
+        scores: torch.Tensor = self.scorer(user_vec.to(self.dtype), *items).float()
+        return scores
 
 
 def with_precision(model: RankingModel, precision: str) -> RankingModel:

@@ -1,9 +1,9 @@
 """The packaged model directory that a RecModel's storageUri points at.
 
-    manifest.json        format version, name, version, feature schema, model config, metrics
-    weights.pt           the model's state_dict (fp32)
-    feature_stats.json   normalization statistics from training
-    validation.json      a small validation set (documents with true relevance) for the quality gate
+manifest.json        format version, name, version, feature schema, model config, metrics
+weights.pt           the model's state_dict (fp32)
+feature_stats.json   normalization statistics from training
+validation.json      a small validation set (documents with true relevance) for the quality gate
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def save_package(
         "formatVersion": FORMAT_VERSION,
         "name": name,
         "version": version,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "featureSchema": model.schema.to_json(),
         "modelConfig": model.config.to_json(),
         "metrics": metrics,
@@ -74,7 +74,9 @@ def load_package(directory: Path | str) -> Package:
     """Loads and checks a model directory; every problem is a ModelDirError that says what to fix."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ModelDirError(f"model directory {directory} does not exist (expected the output of `recmodel train --out`)")
+        raise ModelDirError(
+            f"model directory {directory} does not exist (expected the output of `recmodel train --out`)"
+        )
     missing = [f for f in REQUIRED_FILES if not (directory / f).is_file()]
     if missing:
         raise ModelDirError(f"model directory {directory} is missing {', '.join(missing)}")

@@ -35,7 +35,7 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     sorted_scores = scores[order]
     ranks[order] = np.arange(1, len(scores) + 1)
     # average ranks of ties
-    unique, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    _unique, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
     for s, c in zip(start[counts > 1], counts[counts > 1], strict=True):
         ranks[order[s : s + c]] = ranks[order[s : s + c]].mean()
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))

@@ -7,10 +7,16 @@ from prometheus_client import Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 REQUEST_SECONDS = Histogram(
-    "recmodel_request_duration_seconds", "Whole ranking request inside the model server", ["model"], buckets=LATENCY_BUCKETS
+    "recmodel_request_duration_seconds",
+    "Whole ranking request inside the model server",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
 )
 STAGE_SECONDS = Histogram(
-    "recmodel_stage_duration_seconds", "Time per stage: features, score, rank", ["model", "stage"], buckets=LATENCY_BUCKETS
+    "recmodel_stage_duration_seconds",
+    "Time per stage: features, score, rank",
+    ["model", "stage"],
+    buckets=LATENCY_BUCKETS,
 )
 REQUESTS = Counter("recmodel_requests_total", "Ranking requests by HTTP code", ["model", "code"])
 INFLIGHT = Gauge("recmodel_inflight_requests", "Requests being processed", ["model"])
@@ -19,5 +25,7 @@ BATCH_SIZE = Histogram(
     "recmodel_batch_size", "Requests per forward pass (batching fill)", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128)
 )
 CACHE_LOOKUPS = Counter("recmodel_cache_lookups_total", "Per-user cache lookups", ["model", "result"])
-QUALITY_DROP = Gauge("recmodel_quality_gate_ndcg_drop", "NDCG@K drop of the requested precision vs fp32", ["model", "precision"])
+QUALITY_DROP = Gauge(
+    "recmodel_quality_gate_ndcg_drop", "NDCG@K drop of the requested precision vs fp32", ["model", "precision"]
+)
 PRECISION = Gauge("recmodel_precision_info", "Precision in use (1) by the model", ["model", "precision"])

@@ -36,9 +36,9 @@ def stage_times(core: RankingCore, candidates: int, repeat: int) -> dict[str, fl
     with torch.inference_mode():
         forward = _median_ms(
             lambda: core.model.scorer(
-                core.model.user_tower(encoded.user.user, encoded.user.segment, encoded.user.device, encoded.user.query, encoded.user.dense)[
-                    torch.zeros(candidates, dtype=torch.long)
-                ],
+                core.model.user_tower(
+                    encoded.user.user, encoded.user.segment, encoded.user.device, encoded.user.query, encoded.user.dense
+                )[torch.zeros(candidates, dtype=torch.long)],
                 encoded.candidates.item,
                 encoded.candidates.category,
                 encoded.candidates.brand,
@@ -60,5 +60,7 @@ def stage_times(core: RankingCore, candidates: int, repeat: int) -> dict[str, fl
 
 
 def run(model_dir: Path, candidates: int = 1000, repeat: int = 50, precision: str = "fp32") -> dict[str, Any]:
-    core = RankingCore.from_dir(model_dir, CoreSettings(precision=precision, cache_entries=0, max_candidates=max(candidates, 1000)))
+    core = RankingCore.from_dir(
+        model_dir, CoreSettings(precision=precision, cache_entries=0, max_candidates=max(candidates, 1000))
+    )
     return {"candidates": candidates, "precision": core.precision, **stage_times(core, candidates, repeat)}

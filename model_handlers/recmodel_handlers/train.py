@@ -71,7 +71,9 @@ def encode_set(encoder: FeatureEncoder, docs: Sequence[Doc]) -> EncodedSet:
 
 
 @torch.inference_mode()
-def score_documents(model: nn.Module, encoder: FeatureEncoder, docs: Sequence[Doc], chunk: int = 64) -> list[np.ndarray]:
+def score_documents(
+    model: nn.Module, encoder: FeatureEncoder, docs: Sequence[Doc], chunk: int = 64
+) -> list[np.ndarray]:
     """Scores per document (float64), in the order of its candidates."""
     out: list[np.ndarray] = []
     for start in range(0, len(docs), chunk):
@@ -150,7 +152,7 @@ def train(
     metrics = {
         "model": model_metrics,
         "popularity": baseline,
-        "train_rows": int(len(data.item)),
+        "train_rows": len(data.item),
         "test_documents": len(test_docs),
         "train_seconds": round(time.monotonic() - started, 2),
     }

@@ -35,7 +35,9 @@ def _resolve(schema: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
 
 
 def _object_default(node: JsonSchema) -> dict[str, Any]:
-    return {name: copy.deepcopy(prop["default"]) for name, prop in node.get("properties", {}).items() if "default" in prop}
+    return {
+        name: copy.deepcopy(prop["default"]) for name, prop in node.get("properties", {}).items() if "default" in prop
+    }
 
 
 def structural(schema: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
@@ -56,7 +58,12 @@ def structural(schema: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
                 out["required"] = list(required)
             for name, prop in out["properties"].items():
                 optional = properties[name].get("default", ...) is None  # `X | None = None`: no default
-                if prop.get("type") == "object" and "properties" in prop and name not in (required or []) and not optional:
+                if (
+                    prop.get("type") == "object"
+                    and "properties" in prop
+                    and name not in (required or [])
+                    and not optional
+                ):
                     # Nested objects default to their fields' defaults (the API server checks CEL rules
                     # against this value, so an empty {} would not do).
                     prop.setdefault("default", _object_default(prop))

@@ -73,7 +73,7 @@ def _run(body: kopf.Body, logger: kopf.Logger) -> Outcome:
                 f"({sum(kube.requests.values()) - requests_before} API requests)"
             )
         if phase != before_phase:
-            ready = next((c for c in outcome.status.get("conditions", []) if c["type"] == "Ready"), {})
+            ready: dict[str, Any] = next((c for c in outcome.status.get("conditions", []) if c["type"] == "Ready"), {})
             event_type = "Warning" if phase in ("Failed", "Degraded") else "Normal"
             kopf.event(body, type=event_type, reason=str(phase), message=str(ready.get("message", "")))
         return outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter
@@ -94,10 +95,8 @@ class Kube:
     def delete(self, kind: ChildKind, namespace: str, name: str) -> None:
         resource = self._resource(kind)
         self._count("delete")
-        try:
+        with contextlib.suppress(NotFoundError):
             resource.delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"})
-        except NotFoundError:
-            pass
 
     def patch_recmodel_status(self, namespace: str, name: str, status: Obj) -> None:
         resource = self._resource(ChildKind(f"{GROUP}/{VERSION}", "RecModel"))
@@ -120,4 +119,3 @@ def api_error_message(error: ApiException) -> str:
     except (TypeError, ValueError):
         return str(error.reason)
     return str(body.get("message") or error.reason)
-

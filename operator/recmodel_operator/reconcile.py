@@ -7,11 +7,12 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from recmodel_operator import FIELD_MANAGER
 from recmodel_operator.drift import contains
-from recmodel_operator.kube import ApiException, KindNotInstalled, Kube, api_error_message
+from recmodel_operator.kube import KindNotInstalled, Kube, api_error_message
 from recmodel_operator.render import inference_service
 from recmodel_operator.render.autoscaling import DEFAULT_PROMETHEUS_URL
 from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE, Owner, RenderContext
@@ -25,7 +26,7 @@ from recmodel_operator.render.desired import (
     render_children,
 )
 from recmodel_operator.spec import RecModelSpec
-from recmodel_operator.status import Observation, compute_status, same_status, stamp
+from recmodel_operator.status import Observation, compute_status, failed_status, same_status, stamp
 
 Obj = dict[str, Any]
 MAX_NAME_LENGTH = 45  # leaves room for "-predictor-canary" and KServe's own suffixes within 63
@@ -63,7 +64,10 @@ def describe_validation_error(error: ValidationError) -> str:
 
 def parse_spec(name: str, raw_spec: Obj) -> RecModelSpec:
     if len(name) > MAX_NAME_LENGTH:
-        raise SpecError("NameTooLong", f"metadata.name has {len(name)} characters; at most {MAX_NAME_LENGTH} leave room for child names")
+        raise SpecError(
+            "NameTooLong",
+            f"metadata.name has {len(name)} characters; at most {MAX_NAME_LENGTH} leave room for child names",
+        )
     try:
         return RecModelSpec.model_validate(raw_spec)
     except ValidationError as error:
@@ -89,7 +93,9 @@ def _dry_run(kube: Kube, children: list[Obj]) -> None:
         try:
             kube.apply(child, dry_run=True)
         except ApiException as error:
-            raise SpecError("ChildRejected", f"{child['kind']}/{child['metadata']['name']}: {api_error_message(error)}") from error
+            raise SpecError(
+                "ChildRejected", f"{child['kind']}/{child['metadata']['name']}: {api_error_message(error)}"
+            ) from error
 
 
 def _instance_selector(name: str) -> str:
@@ -117,7 +123,9 @@ def _observe(kube: Kube, context: RenderContext, children: list[Obj]) -> Observa
     pod_selectors = [f"app.kubernetes.io/instance={owner.name}"]
     if context.spec.backend == "kserve":
         # KServe creates the predictor Deployment and pods itself (RawDeployment mode).
-        kserve_deployment = kube.get(DEPLOYMENT, owner.namespace, inference_service.predictor_deployment_name(owner.name))
+        kserve_deployment = kube.get(
+            DEPLOYMENT, owner.namespace, inference_service.predictor_deployment_name(owner.name)
+        )
         if kserve_deployment:
             live.append(kserve_deployment)
         pod_selectors.append(f"serving.kserve.io/inferenceservice={owner.name}")
@@ -127,17 +135,21 @@ def _observe(kube: Kube, context: RenderContext, children: list[Obj]) -> Observa
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def reconcile(kube: Kube, body: Obj, settings: Settings) -> Outcome:
     meta = body["metadata"]
-    owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], generation=int(meta.get("generation", 1)))
+    owner = Owner(
+        name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], generation=int(meta.get("generation", 1))
+    )
     previous = body.get("status") or {}
     applied = pruned = 0
     try:
         spec = parse_spec(owner.name, body.get("spec") or {})
-        context = RenderContext(owner=owner, spec=spec, server_image=settings.server_image, ingress_domain=settings.ingress_domain)
+        context = RenderContext(
+            owner=owner, spec=spec, server_image=settings.server_image, ingress_domain=settings.ingress_domain
+        )
         children = render_children(context, settings.prometheus_url)
         _check_kinds_served(kube, children)
         stale = [c for c in children if not contains(kube.get(kind_of(c), owner.namespace, c["metadata"]["name"]), c)]
@@ -149,11 +161,9 @@ def reconcile(kube: Kube, body: Obj, settings: Settings) -> Outcome:
         pruned = _prune(kube, owner, children)
         new_status = compute_status(context, _observe(kube, context, children))
     except SpecError as error:
-        placeholder = RenderContext(owner=owner, spec=RecModelSpec.model_construct())
-        new_status = compute_status(placeholder, Observation(error=(error.reason, error.message)))
+        new_status = failed_status(owner.generation, error.reason, error.message)
     except KindNotInstalled as error:
-        placeholder = RenderContext(owner=owner, spec=RecModelSpec.model_construct())
-        new_status = compute_status(placeholder, Observation(error=("KindNotInstalled", str(error))))
+        new_status = failed_status(owner.generation, "KindNotInstalled", f"the cluster does not serve {error}")
     written = False
     if not same_status(previous, new_status):
         new_status = stamp(new_status, previous, _now())

@@ -37,7 +37,8 @@ def tuning_args(spec: RecModelSpec) -> list[str]:
 def tuning_env(spec: RecModelSpec) -> list[dict[str, str]]:
     """The settings as environment variables, for the TorchServe handler (TorchServe passes no args)."""
     return [
-        {"name": ENV_PREFIX + flag.upper().replace("-", "_"), "value": value} for flag, value in tuning_settings(spec).items()
+        {"name": ENV_PREFIX + flag.upper().replace("-", "_"), "value": value}
+        for flag, value in tuning_settings(spec).items()
     ]
 
 

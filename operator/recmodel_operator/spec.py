@@ -35,7 +35,9 @@ class RankingSpec(ApiModel):
     """Limits of a ranking request."""
 
     model_config = ConfigDict(
-        json_schema_extra={CEL: [{"rule": "self.topK <= self.maxCandidates", "message": "topK must not exceed maxCandidates"}]}
+        json_schema_extra={
+            CEL: [{"rule": "self.topK <= self.maxCandidates", "message": "topK must not exceed maxCandidates"}]
+        }
     )
     top_k: int = Field(50, ge=1, le=10000, description="Items returned when the request does not say.")
     max_candidates: int = Field(
@@ -78,7 +80,9 @@ class Toleration(ApiModel):
     key: str | None = Field(None, description="Taint key; empty with operator Exists matches every taint.")
     operator: Literal["Exists", "Equal"] = Field("Equal", description="Exists or Equal.")
     value: str | None = Field(None, description="Taint value for operator Equal.")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(None, description="Taint effect; empty matches all.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect; empty matches all."
+    )
     toleration_seconds: int | None = Field(None, ge=0, description="How long a NoExecute taint is tolerated.")
 
 
@@ -95,10 +99,14 @@ class AutoscalingSpec(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            CEL: [{"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}]
+            CEL: [
+                {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
+            ]
         }
     )
-    min_replicas: int = Field(1, ge=0, le=1000, description="Fewest replicas (0 allows scale to zero on KServe serverless).")
+    min_replicas: int = Field(
+        1, ge=0, le=1000, description="Fewest replicas (0 allows scale to zero on KServe serverless)."
+    )
     max_replicas: int = Field(1, ge=1, le=1000, description="Most replicas.")
     metric: Metric = Field(
         "concurrency",
@@ -146,7 +154,9 @@ class IngressSpec(ApiModel):
     """An Ingress in front of the model server (backend standalone)."""
 
     enabled: bool = Field(False, description="Render an Ingress.")
-    host: str | None = Field(None, max_length=253, description="Host name the Ingress answers; default <name>.<namespace>.example.com.")
+    host: str | None = Field(
+        None, max_length=253, description="Host name the Ingress answers; default <name>.<namespace>.example.com."
+    )
     class_name: str | None = Field(None, max_length=253, description="IngressClass name.")
 
 
@@ -168,15 +178,25 @@ class RecModelSpec(ApiModel):
         }
     )
     model: ModelSource = Field(description="The packaged model to serve.")
-    runtime: Runtime = Field("kserve", description="Model server in the pod: kserve (our KServe ModelServer) or torchserve.")
-    backend: Backend = Field("kserve", description="kserve: an InferenceService. standalone: Deployment + Service + HPA.")
+    runtime: Runtime = Field(
+        "kserve", description="Model server in the pod: kserve (our KServe ModelServer) or torchserve."
+    )
+    backend: Backend = Field(
+        "kserve", description="kserve: an InferenceService. standalone: Deployment + Service + HPA."
+    )
     ranking: RankingSpec = Field(default_factory=RankingSpec, description="Limits of a ranking request.")
     preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec, description="Where features are built.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Compute per replica.")
-    placement: PlacementSpec = Field(default_factory=PlacementSpec, description="Node selection, merged with GPU defaults.")
-    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Replica range and scaling signal.")
+    placement: PlacementSpec = Field(
+        default_factory=PlacementSpec, description="Node selection, merged with GPU defaults."
+    )
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec, description="Replica range and scaling signal."
+    )
     batching: BatchingSpec = Field(default_factory=BatchingSpec, description="Request batching.")
-    optimization: OptimizationSpec = Field(default_factory=OptimizationSpec, description="Precision, compilation, quality gate.")
+    optimization: OptimizationSpec = Field(
+        default_factory=OptimizationSpec, description="Precision, compilation, quality gate."
+    )
     cache: CacheSpec = Field(default_factory=CacheSpec, description="Per-user computation cache.")
     canary: CanarySpec | None = Field(None, description="Optional canary model version.")
     ingress: IngressSpec = Field(default_factory=IngressSpec, description="Ingress (backend standalone).")

@@ -19,7 +19,6 @@ class Observation:
     children: list[Obj] = field(default_factory=list)  # live objects, as read back
     pods: list[Obj] = field(default_factory=list)
     nodes: list[Obj] = field(default_factory=list)
-    error: tuple[str, str] | None = None  # (reason, message) when the spec could not be reconciled
 
 
 def _condition(kind: str, ok: bool | None, reason: str, message: str) -> Obj:
@@ -68,7 +67,10 @@ def gpu_capacity_problem(spec: RecModelSpec, nodes: list[Obj]) -> str | None:
     for node in nodes:
         labels = node["metadata"].get("labels", {}) or {}
         allocatable = node.get("status", {}).get("allocatable", {}) or {}
-        if all(labels.get(k) == v for k, v in wanted.items()) and _quantity(allocatable.get(GPU_RESOURCE, "0")) >= gpu.count:
+        if (
+            all(labels.get(k) == v for k, v in wanted.items())
+            and _quantity(allocatable.get(GPU_RESOURCE, "0")) >= gpu.count
+        ):
             return None
     where = f" with {GPU_PRODUCT_LABEL}={gpu.product}" if gpu.product else ""
     return f"no node has {gpu.count} allocatable {GPU_RESOURCE}{where}"
@@ -110,19 +112,21 @@ def _serving(context: RenderContext, children: list[Obj], desired: int, ready: i
     return False, "ReplicasNotReady", f"{ready}/{desired} replicas ready"
 
 
+def failed_status(generation: int, reason: str, message: str) -> Obj:
+    """The spec cannot be served as written: say why, on both conditions."""
+    return {
+        "phase": "Failed",
+        "observedGeneration": generation,
+        "conditions": [
+            _condition("Ready", False, reason, message),
+            _condition("Reconciled", False, reason, message),
+        ],
+    }
+
+
 def compute_status(context: RenderContext, observation: Observation) -> Obj:
     """Phase, URL, replica counts and conditions (without timestamps; see `stamp`)."""
     generation = context.owner.generation
-    if observation.error is not None:
-        reason, message = observation.error
-        return {
-            "phase": "Failed",
-            "observedGeneration": generation,
-            "conditions": [
-                _condition("Ready", False, reason, message),
-                _condition("Reconciled", False, reason, message),
-            ],
-        }
     children = observation.children
     desired, ready = _replicas(context, children)
     serving, ready_reason, ready_message = _serving(context, children, desired, ready)
@@ -184,6 +188,8 @@ def same_status(a: Obj | None, b: Obj | None) -> bool:
             {k: v for k, v in c.items() if k not in ("lastTransitionTime", "observedGeneration")}
             for c in status.get("conditions", []) or []
         ]
-        return {k: v for k, v in status.items() if k in ("phase", "observedGeneration", "url", "replicas", "conditions")}
+        return {
+            k: v for k, v in status.items() if k in ("phase", "observedGeneration", "url", "replicas", "conditions")
+        }
 
     return strip(a) == strip(b)

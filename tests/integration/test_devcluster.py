@@ -55,7 +55,9 @@ def test_kubectl_reports_the_stamped_server_version(cluster: Tools) -> None:
 def test_nodes_are_ready_with_gpu_capacity(cluster: Tools) -> None:
     nodes = {n["metadata"]["name"]: n for n in _get(cluster, "nodes")["items"]}
     ready = {
-        name for name, n in nodes.items() if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+        name
+        for name, n in nodes.items()
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
     }
     assert {"cpu-node-1", "cpu-node-2", "gpu-a100-1", "gpu-a100-2", "gpu-t4-1"} <= ready
     a100 = nodes["gpu-a100-1"]
@@ -68,8 +70,12 @@ def test_nodes_are_ready_with_gpu_capacity(cluster: Tools) -> None:
 
 
 def test_gpu_pod_lands_on_a100_and_runs(cluster: Tools, namespace: str) -> None:
-    cluster.kubectl_run("apply", "-f", "-", stdin=json.dumps(_pod("gpu", namespace, gpus=1, product="NVIDIA-A100-SXM4-80GB")))
-    pod = _wait_for(lambda: (p := _get(cluster, "pod", "gpu", "-n", namespace))["status"].get("phase") == "Running" and p)
+    cluster.kubectl_run(
+        "apply", "-f", "-", stdin=json.dumps(_pod("gpu", namespace, gpus=1, product="NVIDIA-A100-SXM4-80GB"))
+    )
+    pod = _wait_for(
+        lambda: (p := _get(cluster, "pod", "gpu", "-n", namespace))["status"].get("phase") == "Running" and p
+    )
     assert pod["spec"]["nodeName"] in ("gpu-a100-1", "gpu-a100-2")
 
 
@@ -92,10 +98,12 @@ def test_pods_without_toleration_avoid_gpu_nodes(cluster: Tools, namespace: str)
     for i in range(6):
         cluster.kubectl_run("apply", "-f", "-", stdin=json.dumps(_pod(f"cpu-{i}", namespace, tolerate=False)))
     pods = _wait_for(
-        lambda: (items := _get(cluster, "pods", "-n", namespace)["items"])
-        and all(p["spec"].get("nodeName") for p in items)
-        and len(items) == 6
-        and items
+        lambda: (
+            (items := _get(cluster, "pods", "-n", namespace)["items"])
+            and all(p["spec"].get("nodeName") for p in items)
+            and len(items) == 6
+            and items
+        )
     )
     assert {p["spec"]["nodeName"] for p in pods} <= {"cpu-node-1", "cpu-node-2"}
 
@@ -118,7 +126,12 @@ def test_deployment_creates_pods_and_owner_deletion_collects_children(cluster: T
     _wait_for(lambda: _get(cluster, "deployment", "web", "-n", namespace)["status"].get("readyReplicas") == 3)
     assert len(_get(cluster, "replicasets", "-n", namespace)["items"]) == 1
     cluster.kubectl_run("delete", "deployment", "web", "-n", namespace, "--cascade=background")
-    _wait_for(lambda: not _get(cluster, "replicasets", "-n", namespace)["items"] and not _get(cluster, "pods", "-n", namespace)["items"])
+    _wait_for(
+        lambda: (
+            not _get(cluster, "replicasets", "-n", namespace)["items"]
+            and not _get(cluster, "pods", "-n", namespace)["items"]
+        )
+    )
 
 
 def test_helm_install_and_uninstall_a_chart(cluster: Tools, namespace: str, tmp_path: Path) -> None:

@@ -39,7 +39,9 @@ def recmodel(tools: Tools, namespace: str, name: str) -> dict[str, Any] | None:
 def wait_phase(tools: Tools, namespace: str, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
     return dict(
         wait_for(
-            lambda: (obj := recmodel(tools, namespace, name)) and (obj.get("status") or {}).get("phase") == phase and obj,
+            lambda: (
+                (obj := recmodel(tools, namespace, name)) and (obj.get("status") or {}).get("phase") == phase and obj
+            ),
             timeout=timeout,
             what=f"RecModel {name} phase {phase}",
         )
@@ -58,7 +60,15 @@ def set_isvc_ready(tools: Tools, namespace: str, name: str) -> None:
         }
     }
     tools.kubectl_run(
-        "patch", "inferenceservice", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(status)
+        "patch",
+        "inferenceservice",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
     )
 
 
@@ -70,9 +80,17 @@ def set_isvc_ready(tools: Tools, namespace: str, name: str) -> None:
         ("03-torchserve.yaml", ["inferenceservice/search-ranker-torchserve"]),
         (
             "04-standalone-hpa.yaml",
-            ["deployment/category-ranker-predictor", "service/category-ranker", "hpa/category-ranker-predictor", "ingress/category-ranker"],
+            [
+                "deployment/category-ranker-predictor",
+                "service/category-ranker",
+                "hpa/category-ranker-predictor",
+                "ingress/category-ranker",
+            ],
         ),
-        ("05-latency-autoscaling.yaml", ["inferenceservice/similar-items-ranker", "scaledobject/similar-items-ranker-predictor"]),
+        (
+            "05-latency-autoscaling.yaml",
+            ["inferenceservice/similar-items-ranker", "scaledobject/similar-items-ranker-predictor"],
+        ),
         ("06-canary.yaml", ["inferenceservice/checkout-recs"]),
     ],
 )
@@ -85,7 +103,9 @@ def test_every_sample_produces_children_the_real_api_accepts(
     for child in children:
         found = wait_for(lambda c=child: get_json(tools, c, "-n", namespace), what=child)
         assert found["metadata"]["ownerReferences"][0]["name"] == obj["metadata"]["name"]
-    rm = wait_for(lambda: (r := recmodel(tools, namespace, obj["metadata"]["name"])) and condition(r, "Reconciled") and r)
+    rm = wait_for(
+        lambda: (r := recmodel(tools, namespace, obj["metadata"]["name"])) and condition(r, "Reconciled") and r
+    )
     assert condition(rm, "Reconciled")["status"] == "True"  # type: ignore[index]
     gpu = obj["spec"].get("resources", {}).get("gpu")
     if gpu and children[0].startswith("inferenceservice"):
@@ -120,7 +140,9 @@ def test_kserve_backend_is_ready_once_the_inference_service_is(operator: Operato
     set_isvc_ready(tools, namespace, "search-ranker-cpu")
     ready = wait_phase(tools, namespace, "search-ranker-cpu", "Ready")
     assert ready["status"]["url"] == f"http://search-ranker-cpu.{namespace}.example.com"
-    events = get_json(tools, "events", "-n", namespace, "--field-selector", "involvedObject.name=search-ranker-cpu")["items"]
+    events = get_json(tools, "events", "-n", namespace, "--field-selector", "involvedObject.name=search-ranker-cpu")[
+        "items"
+    ]
     assert any(e["reason"] == "Ready" for e in events)
 
 
@@ -133,18 +155,30 @@ def test_spec_edits_reach_children_and_deleted_children_come_back(operator: Oper
     edited["spec"]["autoscaling"]["maxReplicas"] = 9
     edited["spec"]["optimization"] = {"precision": "bf16"}
     apply(tools, namespace, edited)
-    wait_for(lambda: get_json(tools, "hpa/category-ranker-predictor", "-n", namespace)["spec"]["maxReplicas"] == 9, what="HPA max 9")
     wait_for(
-        lambda: "--precision=bf16"
-        in get_json(tools, "deployment/category-ranker-predictor", "-n", namespace)["spec"]["template"]["spec"]["containers"][0]["args"],
+        lambda: get_json(tools, "hpa/category-ranker-predictor", "-n", namespace)["spec"]["maxReplicas"] == 9,
+        what="HPA max 9",
+    )
+    wait_for(
+        lambda: (
+            "--precision=bf16"
+            in get_json(tools, "deployment/category-ranker-predictor", "-n", namespace)["spec"]["template"]["spec"][
+                "containers"
+            ][0]["args"]
+        ),
         what="deployment args updated",
     )
     tools.kubectl_run("delete", "service", "category-ranker", "-n", namespace)
     restored = wait_for(lambda: get_json(tools, "service/category-ranker", "-n", namespace), what="service restored")
     assert restored["metadata"]["ownerReferences"][0]["name"] == "category-ranker"
     # Manual drift is put back too.
-    tools.kubectl_run("patch", "hpa", "category-ranker-predictor", "-n", namespace, "--type=merge", "-p", '{"spec":{"maxReplicas":2}}')
-    wait_for(lambda: get_json(tools, "hpa/category-ranker-predictor", "-n", namespace)["spec"]["maxReplicas"] == 9, what="drift undone")
+    tools.kubectl_run(
+        "patch", "hpa", "category-ranker-predictor", "-n", namespace, "--type=merge", "-p", '{"spec":{"maxReplicas":2}}'
+    )
+    wait_for(
+        lambda: get_json(tools, "hpa/category-ranker-predictor", "-n", namespace)["spec"]["maxReplicas"] == 9,
+        what="drift undone",
+    )
     # Turning the ingress off prunes it.
     edited["spec"]["ingress"] = {"enabled": False}
     apply(tools, namespace, edited)
@@ -157,7 +191,12 @@ def test_deleting_the_recmodel_removes_all_children(operator: OperatorProcess, n
     apply(tools, namespace, obj)
     wait_phase(tools, namespace, "category-ranker", "Ready")
     tools.kubectl_run("delete", "recmodel", "category-ranker", "-n", namespace, "--wait=true", "--timeout=60s")
-    for child in ("deployment/category-ranker-predictor", "service/category-ranker", "hpa/category-ranker-predictor", "ingress/category-ranker"):
+    for child in (
+        "deployment/category-ranker-predictor",
+        "service/category-ranker",
+        "hpa/category-ranker-predictor",
+        "ingress/category-ranker",
+    ):
         wait_for(lambda c=child: get_json(tools, c, "-n", namespace) is None, what=f"{child} collected")
     wait_for(lambda: not get_json(tools, "pods", "-n", namespace)["items"], what="pods gone")
 
@@ -185,7 +224,11 @@ def test_standalone_unschedulable_pods_report_the_scheduler_reason(operator: Ope
     assert schedulable is not None and schedulable["status"] == "False"
     assert schedulable["reason"] in ("Unschedulable", "NoMatchingNodes")
     unschedulable = wait_for(
-        lambda: (c := condition(recmodel(tools, namespace, "category-ranker"), "Schedulable")) and c["reason"] == "Unschedulable" and c,
+        lambda: (
+            (c := condition(recmodel(tools, namespace, "category-ranker"), "Schedulable"))
+            and c["reason"] == "Unschedulable"
+            and c
+        ),
         what="scheduler's reason",
     )
     assert "Insufficient nvidia.com/gpu" in unschedulable["message"]
@@ -202,7 +245,9 @@ def test_standalone_unschedulable_pods_report_the_scheduler_reason(operator: Ope
         ({"runtime": "torchserve", "preprocessing": {"mode": "transformer"}}, "transformer needs runtime kserve"),
     ],
 )
-def test_invalid_specs_are_refused_by_the_api_server(crds: Tools, namespace: str, patch: dict[str, Any], message: str) -> None:
+def test_invalid_specs_are_refused_by_the_api_server(
+    crds: Tools, namespace: str, patch: dict[str, Any], message: str
+) -> None:
     obj = sample("01-cpu-kserve.yaml")
     obj["spec"] = {**obj["spec"], **patch}
     result = apply(crds, namespace, obj, check=False)
@@ -214,7 +259,9 @@ def test_errors_the_schema_cannot_catch_create_nothing(operator: OperatorProcess
     tools = operator.tools
     obj = sample("04-standalone-hpa.yaml")
     obj["metadata"]["name"] = "bad-affinity"
-    obj["spec"]["placement"] = {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": "all"}}}}
+    obj["spec"]["placement"] = {
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": "all"}}}
+    }
     apply(tools, namespace, obj)
     failed = wait_phase(tools, namespace, "bad-affinity", "Failed")
     ready = condition(failed, "Ready")
@@ -244,7 +291,10 @@ def test_restarted_operator_converges_without_duplicates(operator: OperatorProce
     edited["spec"]["autoscaling"]["maxReplicas"] = 7
     apply(tools, namespace, edited)
     operator.start()
-    wait_for(lambda: get_json(tools, "hpa/category-ranker-predictor", "-n", namespace)["spec"]["maxReplicas"] == 7, what="caught up")
+    wait_for(
+        lambda: get_json(tools, "hpa/category-ranker-predictor", "-n", namespace)["spec"]["maxReplicas"] == 7,
+        what="caught up",
+    )
     wait_phase(tools, namespace, "category-ranker", "Ready")
     assert len(get_json(tools, "deployments", "-n", namespace)["items"]) == 1
     assert len(get_json(tools, "hpa", "-n", namespace)["items"]) == 1
@@ -264,7 +314,9 @@ def _spec_versions(tools: Tools, namespace: str) -> dict[str, str]:
     items = get_json(tools, "deployments,services,hpa,ingress", "-n", namespace, "--show-managed-fields")["items"]
     return {
         f"{d['kind']}/{d['metadata']['name']}": next(
-            m["time"] for m in d["metadata"]["managedFields"] if m["manager"] == "recmodel-operator" and m["operation"] == "Apply"
+            m["time"]
+            for m in d["metadata"]["managedFields"]
+            if m["manager"] == "recmodel-operator" and m["operation"] == "Apply"
         )
         for d in items
     }
@@ -273,6 +325,8 @@ def _spec_versions(tools: Tools, namespace: str) -> dict[str, str]:
 def _writes(metrics: str) -> float:
     total = 0.0
     for line in metrics.splitlines():
-        if line.startswith("recmodel_operator_api_requests_total") and any(v in line for v in ('"apply"', '"patch-status"', '"delete"')):
+        if line.startswith("recmodel_operator_api_requests_total") and any(
+            v in line for v in ('"apply"', '"patch-status"', '"delete"')
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from devcluster.ports import free_ports
@@ -17,7 +17,9 @@ from devcluster.ports import free_ports
 BIN = Path(sys.executable).parent
 
 
-def wait_http(url: str, timeout: float = 120, process: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+def wait_http(
+    url: str, timeout: float = 120, process: subprocess.Popen[bytes] | None = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -44,7 +46,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def kserve_server(
-    model_dir: Path, name: str, log: Path, extra_args: list[str] | None = None, argv: list[str] | None = None, env: dict[str, str] | None = None
+    model_dir: Path,
+    name: str,
+    log: Path,
+    extra_args: list[str] | None = None,
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """`recmodel serve` on a free loopback port; yields its base URL. `argv` replaces the
     default command line (the e2e tests pass exactly what the operator rendered)."""
@@ -90,7 +97,9 @@ def torchserve_server(store: Path, log_dir: Path, env: dict[str, str] | None = N
         f"--ts-config={store / 'config' / 'config.properties'}",
     ]
     with log.open("ab") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=log_dir, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=log_dir, start_new_session=True
+        )
     url = f"http://127.0.0.1:{inference}"
     try:
         wait_http(f"{url}/ping", process=process, log=log, timeout=180)
@@ -99,10 +108,8 @@ def torchserve_server(store: Path, log_dir: Path, env: dict[str, str] | None = N
         _wait_worker_ready(f"http://127.0.0.1:{management}/models/ranker", process, log)
         yield url
     finally:
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(process.pid, 15)
-        except ProcessLookupError:
-            pass
         _stop(process)
 
 

@@ -42,7 +42,9 @@ def test_schema_and_model_agree_on_fields_defaults_and_enums() -> None:
     assert schema["properties"]["runtime"]["enum"] == ["kserve", "torchserve"]
     assert schema["properties"]["optimization"]["properties"]["precision"]["enum"] == ["fp32", "bf16", "fp16", "int8"]
     defaults = RecModelSpec.model_validate({"model": {"storageUri": "s3://m/v1"}})
-    assert schema["properties"]["autoscaling"]["properties"]["minReplicas"]["default"] == defaults.autoscaling.min_replicas
+    assert (
+        schema["properties"]["autoscaling"]["properties"]["minReplicas"]["default"] == defaults.autoscaling.min_replicas
+    )
     assert schema["properties"]["canary"]["properties"]["trafficPercent"]["maximum"] == 99
     rules = [r["rule"] for r in schema["properties"]["autoscaling"]["x-kubernetes-validations"]]
     assert "self.minReplicas <= self.maxReplicas" in rules
@@ -54,11 +56,21 @@ def test_model_rejects_what_the_schema_rejects() -> None:
     with pytest.raises(ValidationError):
         RecModelSpec.model_validate({"model": {"storageUri": "s3://x"}, "optimization": {"precision": "int4"}})
     with pytest.raises(ValidationError):
-        RecModelSpec.model_validate({"model": {"storageUri": "s3://x"}, "canary": {"storageUri": "s3://y", "trafficPercent": 150}})
+        RecModelSpec.model_validate(
+            {"model": {"storageUri": "s3://x"}, "canary": {"storageUri": "s3://y", "trafficPercent": 150}}
+        )
 
 
 def test_printer_columns_and_short_name() -> None:
     version = render_crd()["spec"]["versions"][0]
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Runtime", "Backend", "GPUs", "Phase", "Ready", "URL", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Runtime",
+        "Backend",
+        "GPUs",
+        "Phase",
+        "Ready",
+        "URL",
+        "Age",
+    ]
     assert render_crd()["spec"]["names"]["shortNames"] == ["recm"]
     assert yaml.safe_load(crd_yaml()) == render_crd()

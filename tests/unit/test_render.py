@@ -37,7 +37,12 @@ def test_kserve_backend_renders_an_inference_service_the_kserve_way() -> None:
     assert predictor["nodeSelector"] == {"pool": "ranking", "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in predictor["tolerations"]
     assert {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"} in predictor["tolerations"]
-    assert (predictor["minReplicas"], predictor["maxReplicas"], predictor["scaleMetric"], predictor["scaleTarget"]) == (2, 8, "cpu", 70)
+    assert (predictor["minReplicas"], predictor["maxReplicas"], predictor["scaleMetric"], predictor["scaleTarget"]) == (
+        2,
+        8,
+        "cpu",
+        70,
+    )
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
 
 
@@ -71,7 +76,9 @@ def test_transformer_mode_adds_a_cpu_only_transformer() -> None:
 
 
 def test_latency_autoscaling_renders_a_keda_scaled_object_on_p95() -> None:
-    rendered = children({**GPU_SPEC, "autoscaling": {"minReplicas": 1, "maxReplicas": 4, "metric": "latency", "target": 30}})
+    rendered = children(
+        {**GPU_SPEC, "autoscaling": {"minReplicas": 1, "maxReplicas": 4, "metric": "latency", "target": 30}}
+    )
     scaled = rendered["ScaledObject/home-feed-ranker-predictor"]
     trigger = scaled["spec"]["triggers"][0]
     assert scaled["spec"]["scaleTargetRef"]["name"] == "home-feed-ranker-predictor"
@@ -138,7 +145,9 @@ def test_pvc_storage_mounts_the_claim_instead_of_fetching() -> None:
 
 
 def test_cpu_model_has_no_gpu_defaults() -> None:
-    pod = children({"model": {"storageUri": "s3://m"}, "backend": "standalone"})["Deployment/home-feed-ranker-predictor"]
+    pod = children({"model": {"storageUri": "s3://m"}, "backend": "standalone"})[
+        "Deployment/home-feed-ranker-predictor"
+    ]
     spec = pod["spec"]["template"]["spec"]
     assert "nodeSelector" not in spec and "tolerations" not in spec
     assert "nvidia.com/gpu" not in spec["containers"][0]["resources"]["limits"]

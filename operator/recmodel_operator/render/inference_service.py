@@ -33,7 +33,9 @@ def _annotations(spec: RecModelSpec) -> dict[str, str]:
     annotations = {"serving.kserve.io/deploymentMode": deployment_mode(spec)}
     if deployment_mode(spec) == "RawDeployment":
         # latency is scaled by our own KEDA ScaledObject; KServe must not add an HPA of its own.
-        annotations["serving.kserve.io/autoscalerClass"] = "hpa" if spec.autoscaling.metric in HPA_METRICS else "external"
+        annotations["serving.kserve.io/autoscalerClass"] = (
+            "hpa" if spec.autoscaling.metric in HPA_METRICS else "external"
+        )
     return annotations
 
 

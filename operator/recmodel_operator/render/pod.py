@@ -68,9 +68,21 @@ def pod_security_context() -> Obj:
 
 def http_probes(port: int = MODEL_SERVER_PORT) -> Obj:
     return {
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": port}, "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": port}, "periodSeconds": 10, "failureThreshold": 6},
-        "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": port}, "periodSeconds": 5, "failureThreshold": 60},
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": port},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": port},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": port},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        },
     }
 
 

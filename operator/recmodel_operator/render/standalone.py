@@ -64,7 +64,10 @@ def _server_container(context: RenderContext, model_dir: str) -> Obj:
         "ports": [{"name": f"http-{p}", "containerPort": p, "protocol": "TCP"} for p in ports],
         "resources": pod.resources(spec),
         "securityContext": pod.container_security_context(),
-        "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "model", "mountPath": MODEL_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
         **probes,
     }
 
