@@ -41,13 +41,13 @@ test-fast: venv
 
 crd: venv
 	$(PY) -m recmodel_operator.crd > charts/recmodel-operator/crds/recmodels.recmodel.dev.yaml
-	cp charts/recmodel-operator/crds/recmodels.recmodel.dev.yaml manifests/crd.yaml
+	cp charts/recmodel-operator/crds/recmodels.recmodel.dev.yaml manifests/01-crd.yaml
 
 manifests: venv cluster-build
-	$(PY) -m bench.tools.render_manifests
+	$(PY) -m devcluster.render_manifests
 
 operator: venv cluster-up
-	.devcluster/bin/kubectl --kubeconfig .devcluster/kubeconfig apply --server-side -f manifests/crd.yaml
+	.devcluster/bin/kubectl --kubeconfig .devcluster/kubeconfig apply --server-side -f manifests/01-crd.yaml
 	KUBECONFIG=$(CURDIR)/.devcluster/kubeconfig RECMODEL_HEALTH_ENDPOINT=http://127.0.0.1:8080/healthz RECMODEL_METRICS_HOST=127.0.0.1 \
 		.venv/bin/recmodel-operator
 

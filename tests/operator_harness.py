@@ -31,7 +31,7 @@ THIRD_PARTY_CRDS = [
 
 
 def install_crds(tools: Tools, *, third_party: bool = True) -> None:
-    paths = [REPO / "manifests" / "crd.yaml"]
+    paths = [REPO / "manifests" / "01-crd.yaml"]
     if third_party:
         paths += [SHARED_CRDS / p for p in THIRD_PARTY_CRDS]
     for path in paths:

@@ -18,7 +18,7 @@ def _spec_schema() -> dict:
     return render_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
 
 
-@pytest.mark.parametrize("path", ["charts/recmodel-operator/crds/recmodels.recmodel.dev.yaml", "manifests/crd.yaml"])
+@pytest.mark.parametrize("path", ["charts/recmodel-operator/crds/recmodels.recmodel.dev.yaml", "manifests/01-crd.yaml"])
 def test_checked_in_crd_is_the_generated_one(path: str) -> None:
     assert (REPO / path).read_text() == crd_yaml(), f"{path} drifted: run `make crd`"
 
