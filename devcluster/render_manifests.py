@@ -20,7 +20,15 @@ HEADER = "# Rendered from charts/recmodel-operator by `make manifests`. Do not e
 def _helm_template(*extra: str) -> str:
     helm = build_all() / "helm"
     result = subprocess.run(
-        [str(helm), "template", RELEASE, str(CHART), f"--namespace={NAMESPACE}", f"--kube-version={KUBERNETES_VERSION}", *extra],
+        [
+            str(helm),
+            "template",
+            RELEASE,
+            str(CHART),
+            f"--namespace={NAMESPACE}",
+            f"--kube-version={KUBERNETES_VERSION}",
+            *extra,
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -51,16 +51,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float 
 
 
 class OperatorProcess:
-    def __init__(self, tools: Tools, log_path: Path) -> None:
+    def __init__(self, tools: Tools, log_path: Path, kubeconfig: Path | None = None) -> None:
         self.tools = tools
         self.log_path = log_path
+        self.kubeconfig = kubeconfig or tools.kubeconfig
         self.metrics_port, self.health_port = free_ports(2)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.tools.kubeconfig),
+            "KUBECONFIG": str(self.kubeconfig),
             "RECMODEL_RESYNC_SECONDS": "1",
         }
         log = self.log_path.open("ab")
@@ -100,8 +101,8 @@ class OperatorProcess:
 
 
 @contextmanager
-def running_operator(tools: Tools, log_path: Path) -> Iterator[OperatorProcess]:
-    operator = OperatorProcess(tools, log_path)
+def running_operator(tools: Tools, log_path: Path, kubeconfig: Path | None = None) -> Iterator[OperatorProcess]:
+    operator = OperatorProcess(tools, log_path, kubeconfig)
     operator.start()
     try:
         yield operator

@@ -67,7 +67,9 @@ def test_kserve_runtime_plus_model_args_plus_kserve_args_parse() -> None:
     args = build_parser().parse_args(argv[1:])
     assert CoreSettings.from_namespace(args) == EXPECTED
     # The transformer gets --model_name/--predictor_host from KServe's controller.
-    with_transformer = RecModelSpec.model_validate({**spec.model_dump(by_alias=True), "preprocessing": {"mode": "transformer"}})
+    with_transformer = RecModelSpec.model_validate(
+        {**spec.model_dump(by_alias=True), "preprocessing": {"mode": "transformer"}}
+    )
     transformer = render_children(_context(with_transformer))[0]
     container = transformer["spec"]["transformer"]["containers"][0]
     kserve_added = ["--model_name=ranker", "--predictor_host=ranker-predictor.shop"]

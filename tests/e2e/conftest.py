@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+import pytest
+
+from devcluster.fixtures import Tools
+from tests.operator_harness import install_crds
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Tools) -> Tools:
+    install_crds(cluster)
+    return cluster
