@@ -204,7 +204,9 @@ class RecModelServer(Model):  # type: ignore[misc]
         base = host if host.startswith("http") else f"http://{host}"
         body = {"id": str(uuid.uuid4()), "inputs": to_v2_inputs(to_tensors(requests))}
         started = time.perf_counter()
-        response = await self._client.post(f"{base}/v2/models/{self.name}/infer", content=orjson.dumps(body))
+        response = await self._client.post(
+            f"{base}/v2/models/{self.name}/infer", content=orjson.dumps(body), headers={"content-type": "application/json"}
+        )
         response.raise_for_status()
         m.STAGE_SECONDS.labels(model=self.name, stage="score").observe(time.perf_counter() - started)
         scores = np.asarray(orjson.loads(response.content)["outputs"][0]["data"], dtype=np.float32)

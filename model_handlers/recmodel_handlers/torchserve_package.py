@@ -11,7 +11,6 @@ from pathlib import Path
 
 from recmodel_handlers.package import REQUIRED_FILES, load_package
 
-MAR_NAME = "recmodel"
 HANDLER_SOURCE = '''"""Entry point TorchServe imports from the .mar; the handler lives in recmodel_handlers."""
 from recmodel_handlers.torchserve_handler import RecModelHandler
 
@@ -29,7 +28,7 @@ def render_config(
         model_name: {
             "1.0": {
                 "defaultVersion": True,
-                "marName": f"{MAR_NAME}.mar",
+                "marName": f"{model_name}.mar",
                 "minWorkers": workers,
                 "maxWorkers": workers,
                 "batchSize": max_batch_size,
@@ -80,7 +79,7 @@ def build_model_store(
                 sys.executable,
                 "-m",
                 "model_archiver.model_packaging",
-                f"--model-name={MAR_NAME}",
+                f"--model-name={package.name}",
                 f"--version={package.version.lstrip('v') or '1'}",
                 f"--handler={handler}",
                 f"--extra-files={extra}",
