@@ -1,0 +1,1 @@
+"""`make demo`: the whole path a user takes, on the local control plane."""
