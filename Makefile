@@ -57,7 +57,7 @@ demo: venv cluster-build
 bench: venv cluster-build
 	$(PY) -m bench
 
-bench-quick: venv
+bench-quick: venv cluster-build
 	$(PY) -m bench --quick
 
 clean: cluster-down

@@ -51,8 +51,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float 
 
 
 class OperatorProcess:
-    def __init__(self, tools: Tools, log_path: Path, kubeconfig: Path | None = None) -> None:
+    def __init__(self, tools: Tools, log_path: Path, kubeconfig: Path | None = None, resync_seconds: float = 1) -> None:
         self.tools = tools
+        self.resync_seconds = resync_seconds
         self.log_path = log_path
         self.kubeconfig = kubeconfig or tools.kubeconfig
         self.metrics_port, self.health_port = free_ports(2)
@@ -62,7 +63,7 @@ class OperatorProcess:
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
-            "RECMODEL_RESYNC_SECONDS": "1",
+            "RECMODEL_RESYNC_SECONDS": str(self.resync_seconds),
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

@@ -1,0 +1,184 @@
+"""Serving benchmark: the same model and requests through every path, side by side.
+
+Variants (each a real server process over HTTP on loopback, except `in-process`):
+  naive             one candidate at a time through the model (bench/naive_server.py)
+  torchserve        TorchServe with our handler, TorchServe's default settings
+  kserve-fp32       our KServe model server, fp32 eager, no batching, no cache
+  kserve-best       our KServe model server with batching, the fastest precision that passes
+                    the quality gate, and the user cache
+  in-process        the ranking core called with bytes, no HTTP (concurrency 1)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from bench.loadgen import run_load
+from devcluster.ports import free_ports
+from recmodel_handlers.core import RankingCore
+from recmodel_handlers.samples import make_request
+from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.torchserve_package import build_model_store
+from tests.serving.servers import kserve_server, torchserve_server, wait_http
+
+
+@dataclass
+class Variant:
+    name: str
+    description: str
+    start: Any  # () -> context manager yielding (predict URL, pid)
+    sizes: tuple[int, ...] = (100, 1000, 5000)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _process_tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for process in _process_tree(pid):
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    total = 0
+    for process in _process_tree(pid):
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def _listening_pid(port: int) -> int:
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.laddr and connection.laddr.port == port and connection.status == psutil.CONN_LISTEN and connection.pid:
+            return int(connection.pid)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def _server_pid(url: str) -> int:
+    pid = _listening_pid(int(url.rsplit(":", 1)[1]))
+    # TorchServe's frontend is Java; its Python workers are its children: measure from the
+    # outermost process we started (the listening one's parent when it is `torchserve`).
+    parent = psutil.Process(pid).parent()
+    if parent is not None and "torchserve" in " ".join(parent.cmdline()):
+        return int(parent.pid)
+    return pid
+
+
+@contextmanager
+def naive_server(model_dir: Path, log: Path) -> Iterator[str]:
+    (port,) = free_ports(1)
+    with log.open("ab") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.naive_server", f"--model-dir={model_dir}", f"--port={port}"], stdout=handle, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", process=process, log=log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def choose_best_precision(model_dir: Path, max_quality_drop: float, candidates: int = 1000) -> tuple[str, dict[str, Any]]:
+    """Times each precision's scoring in-process and keeps the fastest that passes the gate."""
+    request = make_request(candidates)
+    report: dict[str, Any] = {}
+    for precision in ("fp32", "bf16", "fp16", "int8"):
+        core = RankingCore.from_dir(model_dir, CoreSettings(precision=precision, max_quality_drop=max_quality_drop, cache_entries=0))
+        encoded = core.encode(request)
+        for _ in range(5):
+            core.score([encoded])
+        started = time.perf_counter()
+        for _ in range(30):
+            core.score([encoded])
+        gate = core.gate
+        report[precision] = {
+            "score_ms": (time.perf_counter() - started) / 30 * 1000,
+            "ndcg@10": gate.ndcg if gate else _fp32_ndcg(core),
+            "ndcg_drop": gate.drop if gate else 0.0,
+            "passed_gate": gate.passed if gate else True,
+        }
+    passing = [p for p, r in report.items() if r["passed_gate"]]
+    return min(passing, key=lambda p: report[p]["score_ms"]), report
+
+
+def _fp32_ndcg(core: RankingCore) -> float:
+    from recmodel_handlers.quality import mean_ndcg
+    from recmodel_handlers.train import K, gains_of, score_documents
+
+    docs = core.package.validation
+    return mean_ndcg(score_documents(core.model, core.encoder, docs), [gains_of(d) for d in docs], K)
+
+
+def in_process(model_dir: Path, candidates: int, seconds: float, max_requests: int) -> dict[str, Any]:
+    core = RankingCore.from_dir(model_dir, CoreSettings(cache_entries=0, max_candidates=max(1000, candidates)))
+    body = orjson.dumps({"instances": [make_request(candidates)]})
+    latencies = []
+    deadline = time.monotonic() + seconds
+    cpu_before = time.process_time()
+    while len(latencies) < max_requests and time.monotonic() < deadline:
+        started = time.perf_counter()
+        core.rank_json(body)
+        latencies.append((time.perf_counter() - started) * 1000)
+    cpu = time.process_time() - cpu_before
+    latencies.sort()
+    return {
+        "concurrency": 1,
+        "requests": len(latencies),
+        "p50_ms": latencies[len(latencies) // 2],
+        "p95_ms": latencies[int(0.95 * len(latencies))],
+        "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "rps": len(latencies) / sum(latencies) * 1000,
+        "cpu_ms_per_request": cpu / len(latencies) * 1000,
+    }
+
+
+def measure(url: str, path: str, candidates: int, concurrency: int, seconds: float, max_requests: int) -> dict[str, Any]:
+    body = orjson.dumps({"instances": [make_request(candidates, top_k=50)]})
+    pid = _server_pid(url)
+    cpu_before = cpu_seconds(pid)
+    result = run_load(url + path, body, concurrency, max_requests, seconds)
+    cpu = cpu_seconds(pid) - cpu_before
+    summary = result.summary()
+    summary["candidates_per_s"] = summary["rps"] * candidates
+    summary["cpu_ms_per_request"] = cpu / max(result.requests, 1) * 1000
+    summary["rss_mb"] = rss_mb(pid)
+    return summary
+
+
+def servers(model_dir: Path, work: Path, best_precision: str) -> dict[str, tuple[str, AbstractContextManager[str]]]:
+    """Variant name -> (request path, server context)."""
+    store = work / "torchserve-default"
+    if not store.exists():
+        # TorchServe's defaults: no batching (batchSize 1), one worker per core.
+        build_model_store(model_dir, store, max_batch_size=1, max_latency_ms=100, workers=os.cpu_count() or 1)
+    name = "ranker"
+    fp32_args = ["--precision=fp32", "--max-batch-size=1", "--cache-entries=0", "--max-candidates=5000"]
+    best_args = [f"--precision={best_precision}", "--max-batch-size=32", "--max-latency-ms=5", "--cache-entries=100000", "--max-candidates=5000", "--max-quality-drop=0.01"]
+    return {
+        "naive": ("/v1/models/ranker:predict", naive_server(model_dir, work / "naive.log")),
+        "torchserve": (f"/predictions/{name}", torchserve_server(store, work / "torchserve-logs", env={"RECMODEL_MAX_CANDIDATES": "5000"})),
+        "kserve-fp32": ("/v1/models/ranker:predict", kserve_server(model_dir, name, work / "kserve-fp32.log", extra_args=fp32_args)),
+        "kserve-best": ("/v1/models/ranker:predict", kserve_server(model_dir, name, work / "kserve-best.log", extra_args=best_args)),
+    }
