@@ -25,7 +25,7 @@ cluster-down: venv
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy operator/recmodel_operator model_handlers/recmodel_handlers devcluster bench
+	.venv/bin/mypy operator/recmodel_operator model_handlers/recmodel_handlers devcluster bench demo
 	.venv/bin/lint-imports
 
 format: venv

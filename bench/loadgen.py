@@ -42,7 +42,9 @@ class LoadResult:
         }
 
 
-def run_load(url: str, body: bytes, concurrency: int, max_requests: int, max_seconds: float, warmup: int = 3) -> LoadResult:
+def run_load(
+    url: str, body: bytes, concurrency: int, max_requests: int, max_seconds: float, warmup: int = 3
+) -> LoadResult:
     """POSTs `body` to `url` (loopback only) from `concurrency` threads."""
     parsed = urlparse(url)
     if parsed.hostname not in ("127.0.0.1", "localhost"):

@@ -41,8 +41,16 @@ def main() -> None:
                 for candidate in doc["candidates"]:  # one forward pass per candidate
                     one = encoder.encode({**doc, "candidates": [candidate]})
                     with torch.no_grad():
-                        user = model.user_tower(one.user.user, one.user.segment, one.user.device, one.user.query, one.user.dense)
-                        logit = model.scorer(user, one.candidates.item, one.candidates.category, one.candidates.brand, one.candidates.dense)
+                        user = model.user_tower(
+                            one.user.user, one.user.segment, one.user.device, one.user.query, one.user.dense
+                        )
+                        logit = model.scorer(
+                            user,
+                            one.candidates.item,
+                            one.candidates.category,
+                            one.candidates.brand,
+                            one.candidates.dense,
+                        )
                     scored.append((float(torch.sigmoid(logit)[0]), candidate["id"]))
                 scored.sort(reverse=True)
                 top = doc.get("topK", 50)

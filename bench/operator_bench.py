@@ -48,11 +48,15 @@ def run_batch(tools: Tools, operator: OperatorProcess, count: int) -> dict[str, 
 
         def watch() -> None:
             while not stop.is_set():
-                deployments = json.loads(tools.kubectl_run("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"]
+                deployments = json.loads(tools.kubectl_run("get", "deployments", "-n", namespace, "-o", "json").stdout)[
+                    "items"
+                ]
                 now = time.monotonic()
                 for d in deployments:
                     created.setdefault(d["metadata"]["name"].removesuffix("-predictor"), now)
-                models = json.loads(tools.kubectl_run("get", "recmodels", "-n", namespace, "-o", "json").stdout)["items"]
+                models = json.loads(tools.kubectl_run("get", "recmodels", "-n", namespace, "-o", "json").stdout)[
+                    "items"
+                ]
                 for m in models:
                     if (m.get("status") or {}).get("phase") == "Ready":
                         ready.setdefault(m["metadata"]["name"], now)
@@ -62,20 +66,32 @@ def run_batch(tools: Tools, operator: OperatorProcess, count: int) -> dict[str, 
         watcher = threading.Thread(target=watch, daemon=True)
         applied_at = time.monotonic()
         watcher.start()
-        tools.kubectl_run("apply", "-n", namespace, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [_recmodel(n) for n in names]}))
+        tools.kubectl_run(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [_recmodel(n) for n in names]}),
+        )
         wait_for(lambda: len(ready) == count, timeout=600, interval=1, what=f"{count} RecModels Ready")
         stop.set()
         watcher.join()
         metrics_after = operator.metrics()
         to_children = [created[n] - applied_at for n in names]
-        reconciles = _metric(metrics_after, "recmodel_operator_reconciles_total") - _metric(metrics_before, "recmodel_operator_reconciles_total")
-        requests = _metric(metrics_after, "recmodel_operator_api_requests_total") - _metric(metrics_before, "recmodel_operator_api_requests_total")
+        reconciles = _metric(metrics_after, "recmodel_operator_reconciles_total") - _metric(
+            metrics_before, "recmodel_operator_reconciles_total"
+        )
+        requests = _metric(metrics_after, "recmodel_operator_api_requests_total") - _metric(
+            metrics_before, "recmodel_operator_api_requests_total"
+        )
         # At rest: nothing changes, so nothing should be written.
         rest_before = operator.metrics()
         time.sleep(20)
         rest_after = operator.metrics()
         writes = sum(
-            _metric(rest_after, "recmodel_operator_api_requests_total", f'verb="{v}"') - _metric(rest_before, "recmodel_operator_api_requests_total", f'verb="{v}"')
+            _metric(rest_after, "recmodel_operator_api_requests_total", f'verb="{v}"')
+            - _metric(rest_before, "recmodel_operator_api_requests_total", f'verb="{v}"')
             for v in ("apply", "patch-status", "delete")
         )
         assert operator.process is not None

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 VARIANTS = ("naive", "torchserve", "kserve-fp32", "kserve-best")
 
@@ -33,18 +33,28 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for variant in (*VARIANTS, "in-process"):
             for r in by_variant.get(variant, []):
-                base = next((b for b in by_variant.get("kserve-fp32", []) if b["concurrency"] == r["concurrency"]), None)
+                base = next(
+                    (b for b in by_variant.get("kserve-fp32", []) if b["concurrency"] == r["concurrency"]), None
+                )
                 naive = next((b for b in by_variant.get("naive", []) if b["concurrency"] == r["concurrency"]), None)
                 lines.append(_row(variant, r, base, naive))
         lines.append("")
-    lines += ["**Precision and the quality gate** (scoring 1,000 candidates in-process; NDCG@10 on the saved validation set)", ""]
+    lines += [
+        "**Precision and the quality gate** (scoring 1,000 candidates in-process; NDCG@10 on the saved validation set)",
+        "",
+    ]
     lines += ["| precision | score ms | NDCG@10 | drop vs fp32 | gate (0.01) |", "|---|---|---|---|---|"]
     for precision, r in results["precisions"].items():
-        lines.append(f"| {precision} | {r['score_ms']:.2f} | {r['ndcg@10']:.4f} | {r['ndcg_drop']:.4f} | {'pass' if r['passed_gate'] else 'refused'} |")
+        lines.append(
+            f"| {precision} | {r['score_ms']:.2f} | {r['ndcg@10']:.4f} | {r['ndcg_drop']:.4f} | {'pass' if r['passed_gate'] else 'refused'} |"
+        )
     stages = results.get("stages")
     if stages:
         lines += ["", "**Where one in-process request goes** (1,000 candidates, fp32, median ms)", ""]
-        lines += ["| JSON decode | features | model forward | score (incl. user tower) | rank | whole request | request / forward |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| JSON decode | features | model forward | score (incl. user tower) | rank | whole request | request / forward |",
+            "|---|---|---|---|---|---|---|",
+        ]
         lines.append(
             f"| {stages['json_decode_ms']:.2f} | {stages['features_ms']:.2f} | {stages['forward_ms']:.2f} | {stages['score_ms']:.2f} | "
             f"{stages['rank_ms']:.2f} | {stages['request_bytes_in_out_ms']:.2f} | {stages['request_over_forward']:.2f}x |"
@@ -64,7 +74,10 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |")
     if results.get("operator"):
         lines += ["", "**Operator on the local control plane** (standalone backend, resync 10 s)", ""]
-        lines += ["| RecModels applied at once | apply->children p50 s | p99 s | apply->all Ready s | API requests/reconcile | operator RSS MB | writes/min at rest |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| RecModels applied at once | apply->children p50 s | p99 s | apply->all Ready s | API requests/reconcile | operator RSS MB | writes/min at rest |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in results["operator"]:
             lines.append(
                 f"| {r['recmodels']} | {r['apply_to_children_p50_s']:.2f} | {r['apply_to_children_p99_s']:.2f} | {r['apply_to_all_ready_s']:.1f} | "
@@ -83,7 +96,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
         xs = [r["concurrency"] for r in rows]
         p50.plot(xs, [r["p99_ms"] for r in rows], marker="o", label=variant)
         rps.plot(xs, [r["rps"] for r in rows], marker="o", label=variant)
-    p50.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="p99 latency (ms)", title="p99 latency, 1,000 candidates")
+    p50.set(
+        xscale="log",
+        yscale="log",
+        xlabel="concurrency",
+        ylabel="p99 latency (ms)",
+        title="p99 latency, 1,000 candidates",
+    )
     rps.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="requests/s", title="throughput, 1,000 candidates")
     for axis in (p50, rps):
         axis.grid(True, which="both", alpha=0.3)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,16 +61,19 @@ def cpu_seconds(pid: int) -> float:
 def rss_mb(pid: int) -> float:
     total = 0
     for process in _process_tree(pid):
-        try:
+        with suppress(psutil.NoSuchProcess):
             total += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total / 2**20
 
 
 def _listening_pid(port: int) -> int:
     for connection in psutil.net_connections(kind="tcp"):
-        if connection.laddr and connection.laddr.port == port and connection.status == psutil.CONN_LISTEN and connection.pid:
+        if (
+            connection.laddr
+            and connection.laddr.port == port
+            and connection.status == psutil.CONN_LISTEN
+            and connection.pid
+        ):
             return int(connection.pid)
     raise RuntimeError(f"nothing listens on {port}")
 
@@ -90,7 +93,9 @@ def naive_server(model_dir: Path, log: Path) -> Iterator[str]:
     (port,) = free_ports(1)
     with log.open("ab") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.naive_server", f"--model-dir={model_dir}", f"--port={port}"], stdout=handle, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "bench.naive_server", f"--model-dir={model_dir}", f"--port={port}"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/", process=process, log=log)
@@ -100,12 +105,16 @@ def naive_server(model_dir: Path, log: Path) -> Iterator[str]:
         process.wait(timeout=20)
 
 
-def choose_best_precision(model_dir: Path, max_quality_drop: float, candidates: int = 1000) -> tuple[str, dict[str, Any]]:
+def choose_best_precision(
+    model_dir: Path, max_quality_drop: float, candidates: int = 1000
+) -> tuple[str, dict[str, Any]]:
     """Times each precision's scoring in-process and keeps the fastest that passes the gate."""
     request = make_request(candidates)
     report: dict[str, Any] = {}
     for precision in ("fp32", "bf16", "fp16", "int8"):
-        core = RankingCore.from_dir(model_dir, CoreSettings(precision=precision, max_quality_drop=max_quality_drop, cache_entries=0))
+        core = RankingCore.from_dir(
+            model_dir, CoreSettings(precision=precision, max_quality_drop=max_quality_drop, cache_entries=0)
+        )
         encoded = core.encode(request)
         for _ in range(5):
             core.score([encoded])
@@ -134,7 +143,7 @@ def _fp32_ndcg(core: RankingCore) -> float:
 def in_process(model_dir: Path, candidates: int, seconds: float, max_requests: int) -> dict[str, Any]:
     core = RankingCore.from_dir(model_dir, CoreSettings(cache_entries=0, max_candidates=max(1000, candidates)))
     body = orjson.dumps({"instances": [make_request(candidates)]})
-    latencies = []
+    latencies: list[float] = []
     deadline = time.monotonic() + seconds
     cpu_before = time.process_time()
     while len(latencies) < max_requests and time.monotonic() < deadline:
@@ -150,11 +159,15 @@ def in_process(model_dir: Path, candidates: int, seconds: float, max_requests: i
         "p95_ms": latencies[int(0.95 * len(latencies))],
         "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         "rps": len(latencies) / sum(latencies) * 1000,
+        "candidates_per_s": len(latencies) / sum(latencies) * 1000 * candidates,
         "cpu_ms_per_request": cpu / len(latencies) * 1000,
+        "rss_mb": psutil.Process().memory_info().rss / 2**20,
     }
 
 
-def measure(url: str, path: str, candidates: int, concurrency: int, seconds: float, max_requests: int) -> dict[str, Any]:
+def measure(
+    url: str, path: str, candidates: int, concurrency: int, seconds: float, max_requests: int
+) -> dict[str, Any]:
     body = orjson.dumps({"instances": [make_request(candidates, top_k=50)]})
     pid = _server_pid(url)
     cpu_before = cpu_seconds(pid)
@@ -175,10 +188,26 @@ def servers(model_dir: Path, work: Path, best_precision: str) -> dict[str, tuple
         build_model_store(model_dir, store, max_batch_size=1, max_latency_ms=100, workers=os.cpu_count() or 1)
     name = "ranker"
     fp32_args = ["--precision=fp32", "--max-batch-size=1", "--cache-entries=0", "--max-candidates=5000"]
-    best_args = [f"--precision={best_precision}", "--max-batch-size=32", "--max-latency-ms=5", "--cache-entries=100000", "--max-candidates=5000", "--max-quality-drop=0.01"]
+    best_args = [
+        f"--precision={best_precision}",
+        "--max-batch-size=32",
+        "--max-latency-ms=5",
+        "--cache-entries=100000",
+        "--max-candidates=5000",
+        "--max-quality-drop=0.01",
+    ]
     return {
         "naive": ("/v1/models/ranker:predict", naive_server(model_dir, work / "naive.log")),
-        "torchserve": (f"/predictions/{name}", torchserve_server(store, work / "torchserve-logs", env={"RECMODEL_MAX_CANDIDATES": "5000"})),
-        "kserve-fp32": ("/v1/models/ranker:predict", kserve_server(model_dir, name, work / "kserve-fp32.log", extra_args=fp32_args)),
-        "kserve-best": ("/v1/models/ranker:predict", kserve_server(model_dir, name, work / "kserve-best.log", extra_args=best_args)),
+        "torchserve": (
+            f"/predictions/{name}",
+            torchserve_server(store, work / "torchserve-logs", env={"RECMODEL_MAX_CANDIDATES": "5000"}),
+        ),
+        "kserve-fp32": (
+            "/v1/models/ranker:predict",
+            kserve_server(model_dir, name, work / "kserve-fp32.log", extra_args=fp32_args),
+        ),
+        "kserve-best": (
+            "/v1/models/ranker:predict",
+            kserve_server(model_dir, name, work / "kserve-best.log", extra_args=best_args),
+        ),
     }

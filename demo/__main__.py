@@ -1,13 +1,13 @@
 """`make demo`: from nothing to ranked products through an ingress, on the local control plane.
 
- 1. start the control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes)
- 2. install KServe's CRDs, then `helm install` the RecModel chart
- 3. run the operator (as a local process, with the chart's ServiceAccount token)
- 4. train and package a small model
- 5. `kubectl apply` two samples (a CPU ranker and an A100 ranker) and wait until Ready
- 6. start the model server with the exact command the operator rendered
- 7. send ranking requests through an ingress (routing by Host, from the rendered Ingress)
- 8. tear everything down (or keep it: --keep)
+1. start the control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes)
+2. install KServe's CRDs, then `helm install` the RecModel chart
+3. run the operator (as a local process, with the chart's ServiceAccount token)
+4. train and package a small model
+5. `kubectl apply` two samples (a CPU ranker and an A100 ranker) and wait until Ready
+6. start the model server with the exact command the operator rendered
+7. send ranking requests through an ingress (routing by Host, from the rendered Ingress)
+8. tear everything down (or keep it: --keep)
 """
 
 from __future__ import annotations
@@ -61,12 +61,16 @@ def localize(argv: list[str], model_dir: Path) -> list[str]:
     """The pod's command, pointed at the local model folder; host and port are set by the runner."""
     out = [str(Path(sys.executable).parent / argv[0])]
     for arg in argv[1:]:
-        if arg.startswith("--model-dir="):
-            arg = f"--model-dir={model_dir}"
         if arg.startswith(("--host=", "--http-port=")):
             continue
-        out.append(arg)
+        out.append(f"--model-dir={model_dir}" if arg.startswith("--model-dir=") else arg)
     return out
+
+
+def _phase(tools: Tools, name: str) -> str | None:
+    obj = json.loads(tools.kubectl_run("get", "recmodel", name, "-n", NAMESPACE, "-o", "json").stdout)
+    phase = (obj.get("status") or {}).get("phase")
+    return str(phase) if phase else None
 
 
 def run(keep: bool) -> None:
@@ -83,20 +87,41 @@ def run(keep: bool) -> None:
 
         step(2, "KServe CRDs, then helm install of the RecModel chart")
         install_crds(tools)
-        tools.helm_run("upgrade", "--install", "recmodel", str(REPO / "charts" / "recmodel-operator"), "-n", "recmodel-system", "--create-namespace", "--wait")
+        tools.helm_run(
+            "upgrade",
+            "--install",
+            "recmodel",
+            str(REPO / "charts" / "recmodel-operator"),
+            "-n",
+            "recmodel-system",
+            "--create-namespace",
+            "--wait",
+        )
         if not keep:
-            stack.callback(lambda: tools.helm_run("uninstall", "recmodel", "-n", "recmodel-system", "--wait", check=False))
+            stack.callback(
+                lambda: tools.helm_run("uninstall", "recmodel", "-n", "recmodel-system", "--wait", check=False)
+            )
         kubectl(tools, "get", "deployment,clusterservingruntime", "-n", "recmodel-system")
 
         step(3, "The operator, with the chart's ServiceAccount (its RBAC, nothing more)")
         kubeconfig = service_account_kubeconfig(tools, "recmodel-system", "recmodel", work / "operator.kubeconfig")
         operator = stack.enter_context(running_operator(tools, work / "operator.log", kubeconfig))
-        print(f"operator healthy: {operator.healthy()} (metrics on 127.0.0.1:{operator.metrics_port}, log {work / 'operator.log'})")
+        print(
+            f"operator healthy: {operator.healthy()} (metrics on 127.0.0.1:{operator.metrics_port}, log {work / 'operator.log'})"
+        )
 
         step(4, "Train and package a small model (recmodel train)")
         model_dir = work / "model"
         train = subprocess.run(
-            [str(Path(sys.executable).parent / "recmodel"), "train", f"--out={model_dir}", "--rows=60000", "--epochs=2", "--name=home-feed", "--version=v7"],
+            [
+                str(Path(sys.executable).parent / "recmodel"),
+                "train",
+                f"--out={model_dir}",
+                "--rows=60000",
+                "--epochs=2",
+                "--name=home-feed",
+                "--version=v7",
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -112,12 +137,25 @@ def run(keep: bool) -> None:
         names = ["category-ranker", "gpu-home-feed"]
         for name in names:
             wait_for(
-                lambda n=name: json.loads(tools.kubectl_run("get", "recmodel", n, "-n", NAMESPACE, "-o", "json").stdout).get("status", {}).get("phase") == "Ready",
+                lambda n=name: (
+                    json.loads(tools.kubectl_run("get", "recmodel", n, "-n", NAMESPACE, "-o", "json").stdout)
+                    .get("status", {})
+                    .get("phase")
+                    == "Ready"
+                ),
                 timeout=120,
                 what=f"{name} Ready",
             )
         kubectl(tools, "get", "recmodels", "-n", NAMESPACE)
-        kubectl(tools, "get", "pods", "-n", NAMESPACE, "-o", "custom-columns=POD:.metadata.name,NODE:.spec.nodeName,GPUS:.spec.containers[0].resources.limits.nvidia\\.com/gpu,STATUS:.status.phase")
+        kubectl(
+            tools,
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "custom-columns=POD:.metadata.name,NODE:.spec.nodeName,GPUS:.spec.containers[0].resources.limits.nvidia\\.com/gpu,STATUS:.status.phase",
+        )
         kubectl(tools, "get", "ingress", "-n", NAMESPACE)
 
         step(6, "Model servers started with the exact command the operator rendered")
@@ -146,7 +184,9 @@ def run(keep: bool) -> None:
             print(f"\nPOST {gateway}/v1/models/{model_of[host]}:predict  Host: {host}  (1000 candidates)")
             for rank, item in enumerate(answer["predictions"][0]["items"], start=1):
                 print(f"  {rank}. {item['id']:<14} score {item['score']:.4f}")
-            print(f"  latency over 20 requests: p50 {latencies[10]:.1f} ms, p95 {latencies[18]:.1f} ms (client side, through the ingress)")
+            print(
+                f"  latency over 20 requests: p50 {latencies[10]:.1f} ms, p95 {latencies[18]:.1f} ms (client side, through the ingress)"
+            )
 
         step(8, "Done" + (": keeping everything running (--keep)" if keep else ": tearing down"))
         if keep:
@@ -156,7 +196,9 @@ def run(keep: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="make demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="make demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--keep", action="store_true", help="leave the cluster, operator install and samples running")
     run(parser.parse_args().keep)
 

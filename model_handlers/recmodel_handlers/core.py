@@ -6,6 +6,7 @@ requests, user vectors from the cache) -> finish (rules, top-K, response documen
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,15 @@ from recmodel_handlers.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 Doc = dict[str, Any]
+
+
+def tune_for_serving() -> None:
+    """Once the model is loaded: move everything alive into the permanent generation and make
+    the cyclic GC rare. Requests allocate thousands of short-lived dicts (freed by reference
+    counting) that would otherwise trigger full collections and 4x p99 latency."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
 
 
 def pick_device() -> torch.device:

@@ -190,8 +190,8 @@ class FeatureEncoder:
     # -- dense ---------------------------------------------------------------------------
     @staticmethod
     def _normalize(raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
-        with np.errstate(invalid="ignore"):
-            z = (np.log1p(np.clip(raw, 0, None)) - mean) / std
+        # Missing values are NaN here and become 0 (the training mean) after normalizing.
+        z = (np.log1p(np.clip(raw, 0, None)) - mean) / std
         return torch.from_numpy(np.nan_to_num(z, nan=0.0).astype(np.float32, copy=False))
 
     # -- user ----------------------------------------------------------------------------

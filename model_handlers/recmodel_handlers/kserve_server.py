@@ -26,7 +26,7 @@ from kserve.protocol.rest.server import RESTServer
 
 from recmodel_handlers import serving_metrics as m
 from recmodel_handlers.batching import MicroBatcher
-from recmodel_handlers.core import RankingCore, ScoredBatch
+from recmodel_handlers.core import RankingCore, ScoredBatch, tune_for_serving
 from recmodel_handlers.errors import RequestError
 from recmodel_handlers.features import EncodedRequest, FeatureEncoder
 from recmodel_handlers.package import load_package
@@ -205,7 +205,9 @@ class RecModelServer(Model):  # type: ignore[misc]
         body = {"id": str(uuid.uuid4()), "inputs": to_v2_inputs(to_tensors(requests))}
         started = time.perf_counter()
         response = await self._client.post(
-            f"{base}/v2/models/{self.name}/infer", content=orjson.dumps(body), headers={"content-type": "application/json"}
+            f"{base}/v2/models/{self.name}/infer",
+            content=orjson.dumps(body),
+            headers={"content-type": "application/json"},
         )
         response.raise_for_status()
         m.STAGE_SECONDS.labels(model=self.name, stage="score").observe(time.perf_counter() - started)
@@ -247,4 +249,5 @@ def serve(
 ) -> None:
     model = RecModelServer(name, model_dir, settings, role=role, predictor_host=predictor_host)
     model.load()
+    tune_for_serving()
     LocalModelServer(host, port).start([model])

@@ -14,7 +14,7 @@ import orjson
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
-from recmodel_handlers.core import RankingCore
+from recmodel_handlers.core import RankingCore, tune_for_serving
 from recmodel_handlers.errors import RequestError
 from recmodel_handlers.features import EncodedRequest
 from recmodel_handlers.settings import CoreSettings
@@ -46,6 +46,7 @@ class RecModelHandler(BaseHandler):  # type: ignore[misc]
         device = torch.device(f"cuda:{gpu}") if torch.cuda.is_available() and gpu is not None else torch.device("cpu")
         self.core = RankingCore.from_dir(model_dir, CoreSettings.from_env(), device=device)
         log.info("serving %s", self.core.describe())
+        tune_for_serving()
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:

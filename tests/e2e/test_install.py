@@ -97,7 +97,9 @@ def test_helm_install_samples_and_uninstall(crds: Tools, namespace: str, tmp_pat
             assert "category-ranker" in listing and "Ready" in listing
             pods = get_json(tools, "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=category-ranker")["items"]
             assert len(pods) == 2 and all(p["spec"]["nodeName"].startswith("cpu-node") for p in pods)
-            gpu_pods = get_json(tools, "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=gpu-home-feed")["items"]
+            gpu_pods = get_json(tools, "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=gpu-home-feed")[
+                "items"
+            ]
             assert len(gpu_pods) == 2 and all(p["spec"]["nodeName"].startswith("gpu-a100") for p in gpu_pods)
         text = log.read_text()
         assert "Forbidden" not in text and "403" not in text, "the chart's RBAC was not enough:\n" + text[-3000:]

@@ -31,7 +31,9 @@ def test_precision_passes_with_its_measured_drop_or_is_refused_with_it(trained_m
 @pytest.mark.parametrize("precision", ["int8", "bf16", "fp16"])
 def test_a_zero_gate_refuses_every_lossy_precision(trained_model: Path, precision: str) -> None:
     core = RankingCore.from_dir(trained_model, CoreSettings(precision=precision, max_quality_drop=0.0))
-    assert core.gate is not None and core.gate.order_changed, "a lossy precision changes some ranking on the validation set"
+    assert core.gate is not None and core.gate.order_changed, (
+        "a lossy precision changes some ranking on the validation set"
+    )
     assert not core.gate.passed
     assert core.precision == "fp32"
     assert "refused" in str(core.gate_error) and "serving fp32" in str(core.gate_error)

@@ -39,7 +39,9 @@ def test_torchserve_ranks_like_the_core(torchserve_url: str, trained_model: Path
     core = RankingCore.from_dir(trained_model, CoreSettings())
     request = make_request(1000, top_k=1000)
     expected = [item["id"] for item in core.rank([request])[0]["items"]]
-    response = httpx.post(f"{torchserve_url}/predictions/ranker", content=orjson.dumps({"instances": [request]}), timeout=60)
+    response = httpx.post(
+        f"{torchserve_url}/predictions/ranker", content=orjson.dumps({"instances": [request]}), timeout=60
+    )
     assert response.status_code == 200, response.text
     assert [item["id"] for item in response.json()["predictions"][0]["items"]] == expected
     single = httpx.post(f"{torchserve_url}/predictions/ranker", content=orjson.dumps(request), timeout=60)
@@ -47,7 +49,9 @@ def test_torchserve_ranks_like_the_core(torchserve_url: str, trained_model: Path
 
 
 def test_torchserve_bad_request_is_400_and_it_keeps_serving(torchserve_url: str) -> None:
-    bad = httpx.post(f"{torchserve_url}/predictions/ranker", content=b'{"candidates": [{"id": "a", "price": -3}]}', timeout=60)
+    bad = httpx.post(
+        f"{torchserve_url}/predictions/ranker", content=b'{"candidates": [{"id": "a", "price": -3}]}', timeout=60
+    )
     assert bad.status_code == 400
     assert "candidates[0].price" in bad.text
     good = httpx.post(f"{torchserve_url}/predictions/ranker", content=orjson.dumps(make_request(20)), timeout=60)

@@ -15,11 +15,15 @@ from tests.serving.servers import kserve_server
 def test_transformer_and_predictor_answer_like_role_all(trained_model: Path, tmp_path: Path) -> None:
     request = make_request(500, top_k=100, maxPerCategory=5)
     expected = RankingCore.from_dir(trained_model, CoreSettings()).rank([request])[0]
-    with kserve_server(trained_model, "ranker", tmp_path / "predictor.log", extra_args=["--role=predictor"]) as predictor:
+    with kserve_server(
+        trained_model, "ranker", tmp_path / "predictor.log", extra_args=["--role=predictor"]
+    ) as predictor:
         host = predictor.removeprefix("http://")
         # The flags KServe's controller adds to a transformer container:
         kserve_flags = [f"--predictor_host={host}", "--model_name=ranker"]
-        with kserve_server(trained_model, "ranker", tmp_path / "transformer.log", extra_args=["--role=transformer", *kserve_flags]) as transformer:
+        with kserve_server(
+            trained_model, "ranker", tmp_path / "transformer.log", extra_args=["--role=transformer", *kserve_flags]
+        ) as transformer:
             for protocol in ("v1", "v2"):
                 answer = predict(transformer, "ranker", request, protocol=protocol)["predictions"][0]
                 assert [i["id"] for i in answer["items"]] == [i["id"] for i in expected["items"]]
