@@ -136,16 +136,7 @@ def run(keep: bool) -> None:
             kubectl(tools, "apply", "-n", NAMESPACE, "-f", str(REPO / "manifests" / "samples" / sample))
         names = ["category-ranker", "gpu-home-feed"]
         for name in names:
-            wait_for(
-                lambda n=name: (
-                    json.loads(tools.kubectl_run("get", "recmodel", n, "-n", NAMESPACE, "-o", "json").stdout)
-                    .get("status", {})
-                    .get("phase")
-                    == "Ready"
-                ),
-                timeout=120,
-                what=f"{name} Ready",
-            )
+            wait_for(lambda n=name: _phase(tools, n) == "Ready", timeout=120, what=f"{name} Ready")
         kubectl(tools, "get", "recmodels", "-n", NAMESPACE)
         kubectl(
             tools,
