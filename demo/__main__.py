@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -67,10 +68,9 @@ def localize(argv: list[str], model_dir: Path) -> list[str]:
     return out
 
 
-def _phase(tools: Tools, name: str) -> str | None:
+def _is_ready(tools: Tools, name: str) -> bool:
     obj = json.loads(tools.kubectl_run("get", "recmodel", name, "-n", NAMESPACE, "-o", "json").stdout)
-    phase = (obj.get("status") or {}).get("phase")
-    return str(phase) if phase else None
+    return bool((obj.get("status") or {}).get("phase") == "Ready")
 
 
 def run(keep: bool) -> None:
@@ -136,7 +136,7 @@ def run(keep: bool) -> None:
             kubectl(tools, "apply", "-n", NAMESPACE, "-f", str(REPO / "manifests" / "samples" / sample))
         names = ["category-ranker", "gpu-home-feed"]
         for name in names:
-            wait_for(lambda n=name: _phase(tools, n) == "Ready", timeout=120, what=f"{name} Ready")
+            wait_for(functools.partial(_is_ready, tools, name), timeout=120, what=f"{name} Ready")
         kubectl(tools, "get", "recmodels", "-n", NAMESPACE)
         kubectl(
             tools,
