@@ -85,7 +85,7 @@ class World:
         return np.asarray(logit)
 
 
-def make_world(seed: int = 0, n_users: int = 4000, n_items: int = 3000, n_brands: int = 80) -> World:
+def make_world(seed: int = 0, n_users: int = 600, n_items: int = 3000, n_brands: int = 80) -> World:
     rng = np.random.default_rng(seed)
     n_categories = len(CATEGORY_NAMES)
     ranks = rng.permutation(n_items) + 1

@@ -1,0 +1,52 @@
+"""The README stays true: its make targets, paths, CLI flags and chart values exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from recmodel_handlers.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text()
+
+
+def test_make_targets_exist() -> None:
+    targets = set(re.findall(r"^([a-z-]+):", (REPO / "Makefile").read_text(), re.M))
+    used = set(re.findall(r"make ([a-z][a-z-]+)", README))
+    assert used and used <= targets, used - targets
+
+
+def test_paths_exist() -> None:
+    paths = set(
+        re.findall(r"(?<![.\w/])((?:manifests|charts|devcluster|operator|model_handlers|bench|tests)/[\w./-]*)", README)
+    )
+    missing = [p for p in paths if not (REPO / p.rstrip("/.")).exists() and "<" not in p]
+    assert not missing, missing
+
+
+def test_cli_commands_and_flags_exist() -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for command, flags in re.findall(r"recmodel (train|package|serve|predict|bench) ([^`\n]*)", README):
+        known = {o for a in commands[command]._actions for o in a.option_strings}
+        for flag in re.findall(r"(--[a-z-]+)", flags):
+            assert flag in known, f"recmodel {command} {flag}"
+
+
+def test_chart_values_mentioned_exist() -> None:
+    values = yaml.safe_load((REPO / "charts" / "recmodel-operator" / "values.yaml").read_text())
+    for dotted in re.findall(
+        r"`((?:metrics|kserveRuntime)\.[\w.]+|serverImage|watchNamespaces|prometheusUrl|ingressDomain)`", README
+    ):
+        node = values
+        for part in dotted.split("."):
+            assert part in node, dotted
+            node = node[part]
+
+
+def test_samples_named_in_readme_exist() -> None:
+    for sample in re.findall(r"(\d\d-[a-z0-9-]+\.yaml)", README):
+        assert (REPO / "manifests" / "samples" / sample).exists(), sample
