@@ -37,7 +37,7 @@ def render_node(spec: NodeSpec) -> dict[str, Any]:
         "kubernetes.io/hostname": spec.name,
         "type": "kwok",
     }
-    capacity = {"cpu": spec.cpu, "memory": spec.memory, "pods": "110"}
+    capacity = {"cpu": spec.cpu, "memory": spec.memory, "pods": "250"}
     taints: list[dict[str, str]] = []
     if spec.gpus:
         labels[GPU_PRODUCT_LABEL] = spec.gpu_product
