@@ -36,7 +36,17 @@ def install_crds(tools: Tools, *, third_party: bool = True) -> None:
         paths += [SHARED_CRDS / p for p in THIRD_PARTY_CRDS]
     for path in paths:
         tools.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    tools.kubectl_run("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    # A CRD created a moment ago may have no status yet, which `kubectl wait` reports as an error.
+    wait_for(
+        lambda: (
+            tools.kubectl_run(
+                "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all", check=False
+            ).returncode
+            == 0
+        ),
+        timeout=90,
+        what="CRDs established",
+    )
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.5, what: str = "condition") -> Any:
