@@ -133,3 +133,20 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
         if c.get("type") == kind:
             return dict(c)
     return None
+
+
+def set_inference_service_ready(tools: Tools, namespace: str, name: str) -> None:
+    """What KServe's controller writes once the predictor is up (it does not run here)."""
+    status = {
+        "status": {
+            "url": f"http://{name}.{namespace}.example.com",
+            "conditions": [
+                {"type": "PredictorReady", "status": "True", "lastTransitionTime": "2026-11-28T00:00:00Z"},
+                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-28T00:00:00Z"},
+            ],
+        }
+    }
+    patch = json.dumps(status)
+    tools.kubectl_run(
+        "patch", "inferenceservice", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", patch
+    )

@@ -7,7 +7,6 @@ KServe's controller would, once it has checked what the operator wrote."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import yaml
 
 from devcluster.fixtures import Tools
 from devcluster.versions import KUBERNETES_VERSION
-from tests.operator_harness import condition, get_json, running_operator, wait_for
+from tests.operator_harness import condition, get_json, running_operator, set_inference_service_ready, wait_for
 from tests.operator_identity import service_account_kubeconfig
 
 pytestmark = pytest.mark.cluster
@@ -34,23 +33,6 @@ EXPECTED_PHASE = {
     "checkout-recs": "Ready",
     "gpu-home-feed": "Ready",
 }
-
-
-def _set_isvc_ready(tools: Tools, namespace: str, name: str) -> None:
-    status = {
-        "status": {"url": f"http://{name}.{namespace}.example.com", "conditions": [{"type": "Ready", "status": "True"}]}
-    }
-    tools.kubectl_run(
-        "patch",
-        "inferenceservice",
-        name,
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(status),
-    )
 
 
 def test_helm_install_samples_and_uninstall(crds: Tools, namespace: str, tmp_path: Path) -> None:
@@ -85,7 +67,7 @@ def test_helm_install_samples_and_uninstall(crds: Tools, namespace: str, tmp_pat
                 assert condition(rm, "Reconciled")["status"] == "True", rm["status"]  # type: ignore[index]
                 if rm["spec"]["backend"] == "kserve":
                     assert get_json(tools, "inferenceservice", name, "-n", namespace)
-                    _set_isvc_ready(tools, namespace, name)
+                    set_inference_service_ready(tools, namespace, name)
             for name, phase in EXPECTED_PHASE.items():
                 wait_for(
                     lambda n=name, p=phase: (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +10,13 @@ import pytest
 
 from devcluster.fixtures import Tools
 from devcluster.versions import KUBERNETES_VERSION
+from tests.operator_harness import wait_for
 
 pytestmark = pytest.mark.cluster
 
 
 def _get(tools: Tools, *args: str) -> Any:
     return json.loads(tools.kubectl_run("get", *args, "-o", "json").stdout)
-
-
-def _wait_for(predicate: Any, timeout: float = 60, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def _pod(name: str, namespace: str, gpus: int = 0, product: str | None = None, tolerate: bool = True) -> dict[str, Any]:
@@ -73,7 +63,7 @@ def test_gpu_pod_lands_on_a100_and_runs(cluster: Tools, namespace: str) -> None:
     cluster.kubectl_run(
         "apply", "-f", "-", stdin=json.dumps(_pod("gpu", namespace, gpus=1, product="NVIDIA-A100-SXM4-80GB"))
     )
-    pod = _wait_for(
+    pod = wait_for(
         lambda: (p := _get(cluster, "pod", "gpu", "-n", namespace))["status"].get("phase") == "Running" and p
     )
     assert pod["spec"]["nodeName"] in ("gpu-a100-1", "gpu-a100-2")
@@ -89,7 +79,7 @@ def test_too_many_gpus_stay_pending_unschedulable(cluster: Tools, namespace: str
                 return condition
         return None
 
-    condition = _wait_for(unschedulable)
+    condition = wait_for(unschedulable)
     assert "Insufficient nvidia.com/gpu" in condition["message"]
     assert _get(cluster, "pod", "huge", "-n", namespace)["status"]["phase"] == "Pending"
 
@@ -97,7 +87,7 @@ def test_too_many_gpus_stay_pending_unschedulable(cluster: Tools, namespace: str
 def test_pods_without_toleration_avoid_gpu_nodes(cluster: Tools, namespace: str) -> None:
     for i in range(6):
         cluster.kubectl_run("apply", "-f", "-", stdin=json.dumps(_pod(f"cpu-{i}", namespace, tolerate=False)))
-    pods = _wait_for(
+    pods = wait_for(
         lambda: (
             (items := _get(cluster, "pods", "-n", namespace)["items"])
             and all(p["spec"].get("nodeName") for p in items)
@@ -123,10 +113,10 @@ def test_deployment_creates_pods_and_owner_deletion_collects_children(cluster: T
         },
     }
     cluster.kubectl_run("apply", "-f", "-", stdin=json.dumps(deployment))
-    _wait_for(lambda: _get(cluster, "deployment", "web", "-n", namespace)["status"].get("readyReplicas") == 3)
+    wait_for(lambda: _get(cluster, "deployment", "web", "-n", namespace)["status"].get("readyReplicas") == 3)
     assert len(_get(cluster, "replicasets", "-n", namespace)["items"]) == 1
     cluster.kubectl_run("delete", "deployment", "web", "-n", namespace, "--cascade=background")
-    _wait_for(
+    wait_for(
         lambda: (
             not _get(cluster, "replicasets", "-n", namespace)["items"]
             and not _get(cluster, "pods", "-n", namespace)["items"]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from devcluster.fixtures import Tools
-from tests.operator_harness import OperatorProcess, condition, get_json, wait_for
+from tests.operator_harness import OperatorProcess, condition, get_json, set_inference_service_ready, wait_for
 
 pytestmark = pytest.mark.cluster
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
@@ -45,30 +45,6 @@ def wait_phase(tools: Tools, namespace: str, name: str, phase: str, timeout: flo
             timeout=timeout,
             what=f"RecModel {name} phase {phase}",
         )
-    )
-
-
-def set_isvc_ready(tools: Tools, namespace: str, name: str) -> None:
-    """What KServe's controller would write once the predictor is up (it does not run here)."""
-    status = {
-        "status": {
-            "url": f"http://{name}.{namespace}.example.com",
-            "conditions": [
-                {"type": "PredictorReady", "status": "True", "lastTransitionTime": "2026-11-28T00:00:00Z"},
-                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-28T00:00:00Z"},
-            ],
-        }
-    }
-    tools.kubectl_run(
-        "patch",
-        "inferenceservice",
-        name,
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(status),
     )
 
 
@@ -137,7 +113,7 @@ def test_kserve_backend_is_ready_once_the_inference_service_is(operator: Operato
     apply(tools, namespace, obj)
     progressing = wait_phase(tools, namespace, "search-ranker-cpu", "Progressing")
     assert condition(progressing, "Ready")["status"] == "False"  # type: ignore[index]
-    set_isvc_ready(tools, namespace, "search-ranker-cpu")
+    set_inference_service_ready(tools, namespace, "search-ranker-cpu")
     ready = wait_phase(tools, namespace, "search-ranker-cpu", "Ready")
     assert ready["status"]["url"] == f"http://search-ranker-cpu.{namespace}.example.com"
     events = get_json(tools, "events", "-n", namespace, "--field-selector", "involvedObject.name=search-ranker-cpu")[

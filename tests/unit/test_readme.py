@@ -23,7 +23,8 @@ def test_paths_exist() -> None:
     paths = set(
         re.findall(r"(?<![.\w/])((?:manifests|charts|devcluster|operator|model_handlers|bench|tests)/[\w./-]*)", README)
     )
-    missing = [p for p in paths if not (REPO / p.rstrip("/.")).exists() and "<" not in p]
+    generated = ("bench/results",)  # written by `make bench`, not committed
+    missing = [p for p in paths if not (REPO / p.rstrip("/.")).exists() and "<" not in p and not p.startswith(generated)]
     assert not missing, missing
 
 
