@@ -54,16 +54,21 @@ def run_load(
     lock = threading.Lock()
     latencies: list[float] = []
     counters = {"sent": 0, "errors": 0}
-    deadline = time.monotonic() + max_seconds
+    warmed_up = threading.Barrier(concurrency + 1)
+    deadline = [0.0]
 
     def worker() -> None:
-        connection = http.client.HTTPConnection(host, port, timeout=120)
+        connection = http.client.HTTPConnection(host, port, timeout=300)
         for _ in range(warmup):
             connection.request("POST", path, body=body, headers=headers)
             connection.getresponse().read()
+        warmed_up.wait()
         while True:
             with lock:
-                if counters["sent"] >= max_requests or time.monotonic() > deadline:
+                # Every run measures at least one request per thread, however slow.
+                if counters["sent"] >= max(max_requests, 1) or (
+                    counters["sent"] >= concurrency and time.monotonic() > deadline[0]
+                ):
                     break
                 counters["sent"] += 1
             started = time.perf_counter()
@@ -79,9 +84,11 @@ def run_load(
         connection.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
+    warmed_up.wait()
+    started = time.monotonic()
+    deadline[0] = started + max_seconds
     for thread in threads:
         thread.join()
     return LoadResult(concurrency, len(latencies), counters["errors"], time.monotonic() - started, latencies)

@@ -13,6 +13,7 @@ import math
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from typing import Any, NoReturn
 
 import numpy as np
@@ -138,8 +139,7 @@ class _Hasher:
 
     def many(self, values: list[str | None]) -> torch.Tensor:
         """Buckets of many values; None and "" are 0 (missing)."""
-        get = self._memo.get
-        buckets = [get(v) for v in values]  # type: ignore[arg-type]
+        buckets = list(map(self._memo.get, values))  # type: ignore[arg-type]
         if None in buckets:
             buckets = [b if b is not None else (self(v) if v else 0) for b, v in zip(buckets, values, strict=True)]
         return torch.from_numpy(np.array(buckets, dtype=np.int64))
@@ -150,6 +150,7 @@ _STR_OR_INT = {str, int}
 _OPTIONAL_STR = {str, type(None)}
 _OPTIONAL_DICT = {dict, type(None)}
 _OPTIONAL_NUMBER = {float, int, type(None)}
+_EMPTY: dict[str, Any] = {}
 
 
 def _is_number(value: object) -> bool:
@@ -248,12 +249,13 @@ class FeatureEncoder:
         if len(candidates) > self.max_candidates:
             raise RequestError("candidates", f"has {len(candidates)} items; at most {self.max_candidates} are accepted")
         try:
-            ids = [c["id"] for c in candidates]
-            categories = [c.get("category") for c in candidates]
-            brands = [c.get("brand") for c in candidates]
-            prices = [c.get("price") for c in candidates]
-            features = [c.get("features") for c in candidates]
-        except (KeyError, TypeError, AttributeError):
+            # map(dict.get, ...) pulls one field out of every candidate without a Python-level loop.
+            ids: list[Any] = list(map(dict.__getitem__, candidates, repeat("id")))
+            categories: list[Any] = list(map(dict.get, candidates, repeat("category")))
+            brands: list[Any] = list(map(dict.get, candidates, repeat("brand")))
+            prices: list[Any] = list(map(dict.get, candidates, repeat("price")))
+            features: list[Any] = list(map(dict.get, candidates, repeat("features")))
+        except (KeyError, TypeError):
             self._raise_first_error(candidates)
         id_types = set(map(type, ids))
         if id_types != _STR:
@@ -262,22 +264,27 @@ class FeatureEncoder:
             ids = [str(x) for x in ids]
         if not set(map(type, categories)) <= _OPTIONAL_STR or not set(map(type, brands)) <= _OPTIONAL_STR:
             self._raise_first_error(candidates)
-        if not set(map(type, features)) <= _OPTIONAL_DICT or not set(map(type, prices)) <= _OPTIONAL_NUMBER:
+        feature_types = set(map(type, features))
+        if not feature_types <= _OPTIONAL_DICT or not set(map(type, prices)) <= _OPTIONAL_NUMBER:
             self._raise_first_error(candidates)
+        if type(None) in feature_types:
+            features = [f or _EMPTY for f in features]
         columns = [prices]
         for name in self._item_feature_names:
-            column = [f.get(name) if f else None for f in features]
+            column = list(map(dict.get, features, repeat(name)))
             if not set(map(type, column)) <= _OPTIONAL_NUMBER:
                 self._raise_first_error(candidates)
             columns.append(column)
         missing = sum(column.count(None) for column in columns)
-        raw = np.array([[math.nan if v is None else v for v in column] for column in columns], dtype=np.float64).T
+        if missing:
+            columns = [[math.nan if v is None else v for v in column] for column in columns]
+        raw = np.array(columns, dtype=np.float64).T
         finite = np.isfinite(raw)
         if int(finite.size - finite.sum()) != missing or (raw[:, 0] < 0).any():  # NaN or inf sent, or a negative price
             self._raise_first_error(candidates)
         return CandidateFeatures(
             ids=ids,
-            categories=[c or "" for c in categories],
+            categories=categories if None not in categories else [c or "" for c in categories],
             item=self._item.many(ids),
             category=self._category.many(categories),
             brand=self._brand.many(brands),

@@ -24,7 +24,9 @@ def test_paths_exist() -> None:
         re.findall(r"(?<![.\w/])((?:manifests|charts|devcluster|operator|model_handlers|bench|tests)/[\w./-]*)", README)
     )
     generated = ("bench/results",)  # written by `make bench`, not committed
-    missing = [p for p in paths if not (REPO / p.rstrip("/.")).exists() and "<" not in p and not p.startswith(generated)]
+    missing = [
+        p for p in paths if not (REPO / p.rstrip("/.")).exists() and "<" not in p and not p.startswith(generated)
+    ]
     assert not missing, missing
 
 
