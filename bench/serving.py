@@ -143,7 +143,7 @@ def _fp32_ndcg(core: RankingCore) -> float:
     from recmodel_handlers.train import K, gains_of, score_documents
 
     docs = core.package.validation
-    return mean_ndcg(score_documents(core.model, core.encoder, docs), [gains_of(d) for d in docs], K)
+    return float(mean_ndcg(score_documents(core.model, core.encoder, docs), [gains_of(d) for d in docs], K))
 
 
 def in_process(model_dir: Path, candidates: int, seconds: float, max_requests: int) -> dict[str, Any]:
@@ -172,19 +172,44 @@ def in_process(model_dir: Path, candidates: int, seconds: float, max_requests: i
     }
 
 
-def measure(
-    url: str, path: str, candidates: int, concurrency: int, seconds: float, max_requests: int
-) -> dict[str, Any]:
+@dataclass
+class Sample:
+    """One measured run of one variant; runs of the same cell are merged by `merge`."""
+
+    latencies_ms: list[float]
+    seconds: float
+    cpu_seconds: float
+    rss_mb: float
+
+
+def measure(url: str, path: str, candidates: int, concurrency: int, seconds: float, max_requests: int) -> Sample:
     body = orjson.dumps({"instances": [make_request(candidates, top_k=50)]})
     pid = _server_pid(url)
     cpu_before = cpu_seconds(pid)
     result = run_load(url + path, body, concurrency, max_requests, seconds)
-    cpu = cpu_seconds(pid) - cpu_before
-    summary = result.summary()
-    summary["candidates_per_s"] = summary["rps"] * candidates
-    summary["cpu_ms_per_request"] = cpu / max(result.requests, 1) * 1000
-    summary["rss_mb"] = rss_mb(pid)
-    return summary
+    return Sample(result.latencies_ms, result.seconds, cpu_seconds(pid) - cpu_before, rss_mb(pid))
+
+
+def merge(samples: list[Sample], concurrency: int, candidates: int) -> dict[str, Any]:
+    latencies = sorted(x for s in samples for x in s.latencies_ms)
+    requests = len(latencies)
+
+    def pct(q: float) -> float:
+        return latencies[min(requests - 1, int(q * requests))] if latencies else float("nan")
+
+    rps = requests / sum(s.seconds for s in samples) if samples else 0.0
+    return {
+        "concurrency": concurrency,
+        "requests": requests,
+        "rounds": len(samples),
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "rps": rps,
+        "candidates_per_s": rps * candidates,
+        "cpu_ms_per_request": sum(s.cpu_seconds for s in samples) / max(requests, 1) * 1000,
+        "rss_mb": max(s.rss_mb for s in samples),
+    }
 
 
 def servers(model_dir: Path, work: Path, best_precision: str) -> dict[str, tuple[str, AbstractContextManager[str]]]:
