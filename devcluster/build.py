@@ -27,8 +27,16 @@ def _log(message: str) -> None:
     print(f"[devcluster] {message}", file=sys.stderr, flush=True)
 
 
+def go_binary() -> str:
+    """`go` from PATH, else the standard install location (CI's PATH may not name it)."""
+    found = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if Path(p).exists()), None)
+    if found is None:
+        raise SystemExit("go is not installed: the control plane is built from the Go module proxy")
+    return found
+
+
 def _go_env(name: str) -> str:
-    return subprocess.run(["go", "env", name], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run([go_binary(), "env", name], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def _build_component(component: Component, out_dir: Path) -> None:
@@ -41,7 +49,7 @@ def _build_component(component: Component, out_dir: Path) -> None:
         started = time.monotonic()
         tmp = out_dir / f".{name}.tmp"
         subprocess.run(
-            ["go", "build", "-mod=readonly", "-ldflags", ldflags, "-o", str(tmp), package],
+            [go_binary(), "build", "-mod=readonly", "-ldflags", ldflags, "-o", str(tmp), package],
             cwd=module_dir,
             check=True,
         )
@@ -75,8 +83,7 @@ def build_all() -> Path:
     """Builds whatever is missing; returns the folder with the binaries."""
     out_dir = bin_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    if shutil.which("go") is None:
-        raise SystemExit("go is not on PATH: the control plane is built from the Go module proxy")
+    go_binary()
     for component in COMPONENTS.values():
         _build_component(component, out_dir)
     _write_kwok_stages()
