@@ -69,7 +69,7 @@ def _write_kwok_stages() -> None:
     module = Path(_go_env("GOMODCACHE")) / f"sigs.k8s.io/kwok@{KWOK_VERSION}"
     if not module.exists():
         subprocess.run(
-            ["go", "mod", "download", f"sigs.k8s.io/kwok@{KWOK_VERSION}"], cwd=GOMOD_DIR / "kwok", check=True
+            [go_binary(), "mod", "download", f"sigs.k8s.io/kwok@{KWOK_VERSION}"], cwd=GOMOD_DIR / "kwok", check=True
         )
     docs = [(module / rel).read_text() for rel in KWOK_STAGE_FILES]
     target.write_text("\n---\n".join(doc.strip() for doc in docs) + "\n")
