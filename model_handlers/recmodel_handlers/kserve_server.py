@@ -28,11 +28,11 @@ from recmodel_handlers import serving_metrics as m
 from recmodel_handlers.batching import MicroBatcher
 from recmodel_handlers.core import RankingCore, ScoredBatch, tune_for_serving
 from recmodel_handlers.errors import RequestError
-from recmodel_handlers.features import EncodedRequest, FeatureEncoder
+from recmodel_handlers.features import EncodedRequest, FeatureEncoder, stack_requests
 from recmodel_handlers.package import load_package
 from recmodel_handlers.ranking import rank_items
 from recmodel_handlers.settings import CoreSettings
-from recmodel_handlers.wire import from_v2_inputs, to_tensors, to_v2_inputs
+from recmodel_handlers.wire import from_v2_inputs, to_v2_inputs
 
 log = logging.getLogger(__name__)
 V2_INPUT = "request"
@@ -202,7 +202,7 @@ class RecModelServer(Model):  # type: ignore[misc]
             self._client = httpx.AsyncClient(timeout=30.0)
         host = self.predictor_host or ""
         base = host if host.startswith("http") else f"http://{host}"
-        body = {"id": str(uuid.uuid4()), "inputs": to_v2_inputs(to_tensors(requests))}
+        body = {"id": str(uuid.uuid4()), "inputs": to_v2_inputs(stack_requests(requests))}
         started = time.perf_counter()
         response = await self._client.post(
             f"{base}/v2/models/{self.name}/infer",

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recmodel_handlers.features import EncodedRequest, FeatureEncoder, FeatureSchema, FeatureStats, fit_stats
+from recmodel_handlers.features import FeatureEncoder, FeatureSchema, FeatureStats, fit_stats, stack_requests
 from recmodel_handlers.model import ModelConfig, RankingModel
 from recmodel_handlers.quality import auc, mean_ndcg, recall_at_k
 
@@ -53,21 +53,9 @@ class EncodedSet:
 
 
 def encode_set(encoder: FeatureEncoder, docs: Sequence[Doc]) -> EncodedSet:
-    encoded: list[EncodedRequest] = [encoder.encode(doc) for doc in docs]
-    sizes = [len(e.candidates.ids) for e in encoded]
-    return EncodedSet(
-        user=torch.cat([e.user.user for e in encoded]),
-        segment=torch.cat([e.user.segment for e in encoded]),
-        device=torch.cat([e.user.device for e in encoded]),
-        query=torch.cat([e.user.query for e in encoded]),
-        user_dense=torch.cat([e.user.dense for e in encoded]),
-        owner=torch.repeat_interleave(torch.arange(len(encoded)), torch.tensor(sizes)),
-        item=torch.cat([e.candidates.item for e in encoded]),
-        category=torch.cat([e.candidates.category for e in encoded]),
-        brand=torch.cat([e.candidates.brand for e in encoded]),
-        item_dense=torch.cat([e.candidates.dense for e in encoded]),
-        labels=torch.tensor([float(c.get("label", False)) for d in docs for c in d["candidates"]]),
-    )
+    tensors = stack_requests([encoder.encode(doc) for doc in docs])
+    labels = torch.tensor([float(c.get("label", False)) for d in docs for c in d["candidates"]])
+    return EncodedSet(**tensors, labels=labels)
 
 
 @torch.inference_mode()

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from recmodel_handlers.errors import RequestError
-from recmodel_handlers.features import EncodedRequest
 
 # name -> (V2 datatype, numpy dtype)
 TENSORS: dict[str, tuple[str, Any]] = {
@@ -23,22 +22,6 @@ TENSORS: dict[str, tuple[str, Any]] = {
     "brand": ("INT64", np.int64),
     "item_dense": ("FP32", np.float32),
 }
-
-
-def to_tensors(requests: list[EncodedRequest]) -> dict[str, torch.Tensor]:
-    sizes = torch.tensor([len(r.candidates.ids) for r in requests])
-    return {
-        "user": torch.cat([r.user.user for r in requests]),
-        "segment": torch.cat([r.user.segment for r in requests]),
-        "device": torch.cat([r.user.device for r in requests]),
-        "query": torch.cat([r.user.query for r in requests]),
-        "user_dense": torch.cat([r.user.dense for r in requests]),
-        "owner": torch.repeat_interleave(torch.arange(len(requests)), sizes),
-        "item": torch.cat([r.candidates.item for r in requests]),
-        "category": torch.cat([r.candidates.category for r in requests]),
-        "brand": torch.cat([r.candidates.brand for r in requests]),
-        "item_dense": torch.cat([r.candidates.dense for r in requests]),
-    }
 
 
 def to_v2_inputs(tensors: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
