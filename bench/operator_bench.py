@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 
 from devcluster.fixtures import Tools, temporary_namespace
-from tests.operator_harness import OperatorProcess, install_crds, wait_for
+from devcluster.testing import OperatorProcess, install_crds, wait_for
 
 
 def _recmodel(name: str) -> dict[str, Any]:

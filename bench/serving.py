@@ -27,11 +27,11 @@ import psutil
 
 from bench.loadgen import run_load
 from devcluster.ports import free_ports
+from devcluster.servers import kserve_server, torchserve_server, wait_http
 from recmodel_handlers.core import RankingCore, tune_for_serving
 from recmodel_handlers.samples import make_request
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.torchserve_package import build_model_store
-from tests.serving.servers import kserve_server, torchserve_server, wait_http
 
 
 @dataclass

@@ -26,11 +26,10 @@ from typing import Any
 from demo.ingress import running_ingress
 from devcluster import cluster
 from devcluster.fixtures import Tools
+from devcluster.servers import kserve_server
+from devcluster.testing import install_crds, running_operator, service_account_kubeconfig, wait_for
 from recmodel_handlers.client import predict
 from recmodel_handlers.samples import make_request
-from tests.operator_harness import install_crds, running_operator, wait_for
-from tests.operator_identity import service_account_kubeconfig
-from tests.serving.servers import kserve_server
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = ("04-standalone-hpa.yaml", "07-gpu-standalone.yaml")

@@ -85,7 +85,9 @@ def _schema_of(model: type[RecModelSpec] | type[RecModelStatus]) -> JsonSchema:
 
 def status_schema() -> JsonSchema:
     schema = _schema_of(RecModelStatus)
-    schema["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps its own bookkeeping here
+    # Conditions merge by type, as every Kubernetes condition list does.
+    schema["properties"]["conditions"]["x-kubernetes-list-type"] = "map"
+    schema["properties"]["conditions"]["x-kubernetes-list-map-keys"] = ["type"]
     return schema
 
 

@@ -1,4 +1,4 @@
-"""The operator's own Prometheus metrics."""
+"""The operator's own Prometheus metrics (what it did; API traffic is measured at the API server)."""
 
 from __future__ import annotations
 
@@ -11,23 +11,33 @@ RECONCILE_SECONDS = Histogram(
     "recmodel_operator_reconcile_duration_seconds",
     "Time of one reconciliation by result",
     ["result"],
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 CHILD_WRITES = Counter("recmodel_operator_child_writes_total", "Children applied or deleted", ["action"])
-API_REQUESTS = Counter("recmodel_operator_api_requests_total", "Kubernetes API requests by verb", ["verb"])
+API_REQUESTS = Counter("recmodel_operator_api_requests_total", "Kubernetes API requests sent, by verb", ["verb"])
 RECMODELS = Gauge("recmodel_operator_recmodels", "RecModels by phase", ["phase"])
+QUEUE_DEPTH = Gauge("recmodel_operator_queue_depth", "RecModels waiting to be reconciled")
+CACHES_SYNCED = Gauge("recmodel_operator_caches_synced", "1 once every informer has listed its objects")
+LEADER = Gauge("recmodel_operator_leader", "1 while this replica holds the lease and reconciles")
 PHASES = ("Pending", "Progressing", "Ready", "Degraded", "Failed")
 
-_phase_by_uid: dict[str, str] = {}
+_phase_by_key: dict[str, str] = {}
 _lock = threading.Lock()
+for _phase in PHASES:
+    RECMODELS.labels(phase=_phase).set(0)
 
 
-def record_phase(uid: str, phase: str | None) -> None:
+def observe_reconcile(result: str, seconds: float) -> None:
+    RECONCILES.labels(result=result).inc()
+    RECONCILE_SECONDS.labels(result=result).observe(seconds)
+
+
+def record_phase(key: str, phase: str | None) -> None:
     """Keeps the by-phase gauge equal to the RecModels this operator currently sees."""
     with _lock:
-        if phase is None:
-            _phase_by_uid.pop(uid, None)
-        else:
-            _phase_by_uid[uid] = phase
-        for known in PHASES:
-            RECMODELS.labels(phase=known).set(sum(1 for p in _phase_by_uid.values() if p == known))
+        old = _phase_by_key.pop(key, None)
+        if old is not None:
+            RECMODELS.labels(phase=old).dec()
+        if phase is not None:
+            _phase_by_key[key] = phase
+            RECMODELS.labels(phase=phase).inc()

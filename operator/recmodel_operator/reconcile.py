@@ -1,35 +1,30 @@
-"""One reconciliation: parse, render the whole desired state, check it, apply what differs,
-prune what is no longer wanted, and recompute status from what exists."""
+"""One reconciliation of one RecModel: parse, render the whole desired state, apply every child
+whose desired state changed or that someone else changed, prune what is no longer wanted, and
+recompute status from what exists. Reads come from the informers' cache (`View`); writes go
+through `Kube`; deciding what to write is pure (`drift`, `render`, `status`)."""
 
 from __future__ import annotations
 
-import datetime
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from recmodel_operator import FIELD_MANAGER
-from recmodel_operator.drift import contains
-from recmodel_operator.kube import KindNotInstalled, Kube, api_error_message
-from recmodel_operator.render import inference_service
+from recmodel_operator import reasons
+from recmodel_operator.drift import conflicting_lists, contains, pointer, value_at
+from recmodel_operator.kinds import INFERENCE_SERVICE, RECMODEL, SCALED_OBJECT, ChildKind, kind_of
+from recmodel_operator.kube import ApiError, Kube
 from recmodel_operator.render.autoscaling import DEFAULT_PROMETHEUS_URL
 from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE, Owner, RenderContext
-from recmodel_operator.render.desired import (
-    ALL_CHILD_KINDS,
-    DEPLOYMENT,
-    INFERENCE_SERVICE,
-    SCALED_OBJECT,
-    ChildKind,
-    kind_of,
-    render_children,
-)
+from recmodel_operator.render.desired import HASH_ANNOTATION, render_children
 from recmodel_operator.spec import RecModelSpec
 from recmodel_operator.status import Observation, compute_status, failed_status, same_status, stamp
 
 Obj = dict[str, Any]
+ChildKey = tuple[str, str, str]  # (plural, namespace, name)
 MAX_NAME_LENGTH = 45  # leaves room for "-predictor-canary" and KServe's own suffixes within 63
+LEGACY_FINALIZER = "recmodel.dev/finalizer"  # written by operator versions before 0.2; never needed
 
 
 @dataclass(frozen=True)
@@ -39,12 +34,27 @@ class Settings:
     ingress_domain: str = "example.com"
 
 
-@dataclass(frozen=True)
+class View(Protocol):
+    """What a reconcile reads: the informers' cache."""
+
+    def child(self, kind: ChildKind, namespace: str, name: str) -> Obj | None: ...
+    def owned_children(self, owner: str) -> list[Obj]: ...
+    def managed(self, owner: str) -> list[Obj]: ...
+    def pods(self, owner: str) -> list[Obj]: ...
+    def gpu_nodes(self) -> list[Obj]: ...
+    def served(self, kind: ChildKind) -> bool: ...
+    def remember(self, obj: Obj) -> None: ...
+
+
+@dataclass
 class Outcome:
-    status: Obj
-    applied: int  # children written this time
-    pruned: int
-    status_written: bool
+    status: Obj | None  # None: nothing to report (the RecModel is being deleted)
+    applied: list[str] = field(default_factory=list)  # "Kind/name" of children written
+    pruned: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # lists replaced whole before an apply
+    problem: tuple[str, str] | None = None
+    status_written: bool = False
+    finalizer_removed: bool = False
 
 
 class SpecError(Exception):
@@ -58,116 +68,190 @@ def describe_validation_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"])
-        parts.append(f"spec.{where}: {item['msg']}")
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"spec.{where}: {message}" if where else f"spec: {message}")
     return "; ".join(parts)
 
 
 def parse_spec(name: str, raw_spec: Obj) -> RecModelSpec:
     if len(name) > MAX_NAME_LENGTH:
         raise SpecError(
-            "NameTooLong",
+            reasons.NAME_TOO_LONG,
             f"metadata.name has {len(name)} characters; at most {MAX_NAME_LENGTH} leave room for child names",
         )
     try:
         return RecModelSpec.model_validate(raw_spec)
     except ValidationError as error:
-        raise SpecError("InvalidSpec", describe_validation_error(error)) from error
+        raise SpecError(reasons.INVALID_SPEC, describe_validation_error(error)) from error
 
 
 _MISSING_KIND_HINTS = {
-    INFERENCE_SERVICE: ("KServeNotInstalled", "set spec.backend: standalone, or install KServe"),
-    SCALED_OBJECT: ("KEDANotInstalled", "install KEDA, or use autoscaling.metric cpu or memory"),
+    INFERENCE_SERVICE: (reasons.KSERVE_NOT_INSTALLED, "set spec.backend: standalone, or install KServe"),
+    SCALED_OBJECT: (reasons.KEDA_NOT_INSTALLED, "install KEDA, or use autoscaling.metric cpu or memory"),
 }
 
 
-def _check_kinds_served(kube: Kube, children: list[Obj]) -> None:
-    for kind in {kind_of(child) for child in children}:
-        if not kube.serves(kind):
-            reason, hint = _MISSING_KIND_HINTS.get(kind, ("KindNotInstalled", "install its CRD"))
-            raise SpecError(reason, f"the cluster does not serve {kind.kind} ({kind.api_version}): {hint}")
+def _check_kinds_served(view: View, children: list[Obj]) -> None:
+    for kind in dict.fromkeys(kind_of(child) for child in children):
+        if not view.served(kind):
+            reason, hint = _MISSING_KIND_HINTS.get(kind, (reasons.KIND_NOT_INSTALLED, "install its CRD"))
+            raise SpecError(reason, f"the cluster does not serve {kind}: {hint}")
 
 
-def _dry_run(kube: Kube, children: list[Obj]) -> None:
-    """Every child must pass the API server's validation before any is written."""
-    for child in children:
+def child_key(obj: Obj) -> ChildKey:
+    return kind_of(obj).plural, str(obj["metadata"].get("namespace", "")), str(obj["metadata"]["name"])
+
+
+def _label(obj: Obj) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def needs_apply(desired: Obj, live: Obj | None, memory: MutableMapping[ChildKey, tuple[str, str]]) -> bool:
+    """Apply when the child is missing, its desired state changed, or someone changed a field we
+    own. Once the server has answered an apply with an object that still differs (it normalises
+    or defaults a field its own way), the same desired state is not applied again: no loops."""
+    if live is None:
+        return True
+    if contains(live, desired):
+        return False
+    ours = desired["metadata"]["annotations"][HASH_ANNOTATION]
+    version = str(live["metadata"].get("resourceVersion", ""))
+    return memory.get(child_key(desired)) != (ours, version)
+
+
+def _rejected(child: Obj, error: ApiError) -> Exception:
+    if error.namespace_terminating:
+        return error  # nothing to report: the RecModel goes with its namespace
+    return SpecError(reasons.CHILD_REJECTED, f"{_label(child)}: {error.message}")
+
+
+def _apply_children(
+    kube: Kube, view: View, children: list[Obj], memory: MutableMapping[ChildKey, tuple[str, str]], outcome: Outcome
+) -> None:
+    plan = [
+        (child, live)
+        for child in children
+        if needs_apply(child, live := view.child(kind_of(child), *child_key(child)[1:]), memory)
+    ]
+    if len(plan) > 1:
+        # Every child must pass the API server's validation before any is written.
+        for child, _ in plan:
+            try:
+                kube.apply(child, dry_run=True)
+            except ApiError as error:
+                if error.temporary:
+                    raise
+                raise _rejected(child, error) from error
+    for child, live in plan:
+        if live is not None and (paths := conflicting_lists(live, child)):
+            operations: list[Obj] = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": live["metadata"]["resourceVersion"]}
+            ]
+            operations += [{"op": "replace", "path": pointer(p), "value": value_at(child, p)} for p in paths]
+            try:
+                kube.json_patch(kind_of(child), child["metadata"]["namespace"], child["metadata"]["name"], operations)
+            except ApiError as error:
+                if error.temporary or error.status == 422:  # 422: the test failed, someone wrote meanwhile
+                    raise ApiError(409, "Conflict", f"{_label(child)} changed while being repaired") from error
+                raise _rejected(child, error) from error
+            outcome.repaired.append(_label(child))
         try:
-            kube.apply(child, dry_run=True)
-        except ApiException as error:
-            raise SpecError(
-                "ChildRejected", f"{child['kind']}/{child['metadata']['name']}: {api_error_message(error)}"
-            ) from error
-
-
-def _instance_selector(name: str) -> str:
-    return f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by={FIELD_MANAGER}"
-
-
-def _prune(kube: Kube, owner: Owner, children: list[Obj]) -> int:
-    wanted = {(kind_of(c), c["metadata"]["name"]) for c in children}
-    pruned = 0
-    for kind in ALL_CHILD_KINDS:
-        if not kube.serves(kind):
-            continue
-        for live in kube.list(kind, owner.namespace, _instance_selector(owner.name)):
-            refs = live["metadata"].get("ownerReferences") or []
-            ours = any(ref.get("uid") == owner.uid for ref in refs)
-            if ours and (kind, live["metadata"]["name"]) not in wanted:
-                kube.delete(kind, owner.namespace, live["metadata"]["name"])
-                pruned += 1
-    return pruned
-
-
-def _observe(kube: Kube, context: RenderContext, children: list[Obj]) -> Observation:
-    owner = context.owner
-    live = [obj for obj in (kube.get(kind_of(c), owner.namespace, c["metadata"]["name"]) for c in children) if obj]
-    pod_selectors = [f"app.kubernetes.io/instance={owner.name}"]
-    if context.spec.backend == "kserve":
-        # KServe creates the predictor Deployment and pods itself (RawDeployment mode).
-        kserve_deployment = kube.get(
-            DEPLOYMENT, owner.namespace, inference_service.predictor_deployment_name(owner.name)
+            result = kube.apply(child)
+        except ApiError as error:
+            if error.temporary:
+                raise
+            raise _rejected(child, error) from error
+        memory[child_key(child)] = (
+            child["metadata"]["annotations"][HASH_ANNOTATION],
+            str(result["metadata"].get("resourceVersion", "")),
         )
-        if kserve_deployment:
-            live.append(kserve_deployment)
-        pod_selectors.append(f"serving.kserve.io/inferenceservice={owner.name}")
-    pods = [p for selector in pod_selectors for p in kube.list(ChildKind("v1", "Pod"), owner.namespace, selector)]
-    nodes = kube.list(ChildKind("v1", "Node")) if context.spec.resources.gpu.count > 0 else []
-    return Observation(children=live, pods=pods, nodes=nodes)
+        view.remember(result)
+        outcome.applied.append(_label(child))
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _prune(kube: Kube, view: View, owner: Owner, children: list[Obj], outcome: Outcome) -> None:
+    wanted = {(kind_of(c), c["metadata"]["name"]) for c in children}
+    for live in view.owned_children(f"{owner.namespace}/{owner.name}"):
+        refs = live["metadata"].get("ownerReferences") or []
+        if not any(ref.get("uid") == owner.uid for ref in refs):
+            continue  # a namesake's leftover, for the garbage collector
+        if (kind_of(live), live["metadata"]["name"]) not in wanted:
+            kube.delete(kind_of(live), owner.namespace, live["metadata"]["name"], uid=live["metadata"].get("uid"))
+            outcome.pruned.append(_label(live))
 
 
-def reconcile(kube: Kube, body: Obj, settings: Settings) -> Outcome:
+def _observe(view: View, context: RenderContext, children: list[Obj]) -> Observation:
+    owner = context.owner
+    key = f"{owner.namespace}/{owner.name}"
+    live = [obj for obj in (view.child(kind_of(c), owner.namespace, c["metadata"]["name"]) for c in children) if obj]
+    nodes = view.gpu_nodes() if context.spec.resources.gpu.count > 0 else []
+    return Observation(children=live, pods=view.pods(key), nodes=nodes, managed=view.managed(key))
+
+
+def _remove_legacy_finalizer(kube: Kube, body: Obj) -> bool:
+    finalizers = list(body["metadata"].get("finalizers") or [])
+    if LEGACY_FINALIZER not in finalizers:
+        return False
+    kube.json_patch(
+        RECMODEL,
+        body["metadata"]["namespace"],
+        body["metadata"]["name"],
+        [
+            {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+            {
+                "op": "replace",
+                "path": "/metadata/finalizers",
+                "value": [f for f in finalizers if f != LEGACY_FINALIZER],
+            },
+        ],
+    )
+    return True
+
+
+def owner_of(body: Obj) -> Owner:
     meta = body["metadata"]
-    owner = Owner(
+    return Owner(
         name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], generation=int(meta.get("generation", 1))
     )
+
+
+def reconcile(
+    kube: Kube,
+    view: View,
+    body: Obj,
+    settings: Settings,
+    memory: MutableMapping[ChildKey, tuple[str, str]],
+    now: str,
+) -> Outcome:
+    owner = owner_of(body)
+    outcome = Outcome(status=None, finalizer_removed=_remove_legacy_finalizer(kube, body))
+    if body["metadata"].get("deletionTimestamp"):
+        return outcome  # the garbage collector removes the children
     previous = body.get("status") or {}
-    applied = pruned = 0
+    context: RenderContext | None = None
+    children: list[Obj] = []
     try:
         spec = parse_spec(owner.name, body.get("spec") or {})
         context = RenderContext(
             owner=owner, spec=spec, server_image=settings.server_image, ingress_domain=settings.ingress_domain
         )
         children = render_children(context, settings.prometheus_url)
-        _check_kinds_served(kube, children)
-        stale = [c for c in children if not contains(kube.get(kind_of(c), owner.namespace, c["metadata"]["name"]), c)]
-        if stale:
-            _dry_run(kube, stale)
-            for child in stale:
-                kube.apply(child)
-            applied = len(stale)
-        pruned = _prune(kube, owner, children)
-        new_status = compute_status(context, _observe(kube, context, children))
+        _check_kinds_served(view, children)
+        _apply_children(kube, view, children, memory, outcome)
+        _prune(kube, view, owner, children, outcome)
     except SpecError as error:
-        new_status = failed_status(owner.generation, error.reason, error.message)
-    except KindNotInstalled as error:
-        new_status = failed_status(owner.generation, "KindNotInstalled", f"the cluster does not serve {error}")
-    written = False
+        outcome.problem = (error.reason, error.message)
+    if context is None:
+        assert outcome.problem is not None
+        new_status = failed_status(owner.generation, *outcome.problem)
+    else:
+        new_status = compute_status(context, _observe(view, context, children), outcome.problem)
+    outcome.status = new_status
     if not same_status(previous, new_status):
-        new_status = stamp(new_status, previous, _now())
-        cleared = {key: None for key in ("url", "replicas") if key in previous and key not in new_status}
-        kube.patch_recmodel_status(owner.namespace, owner.name, {**cleared, **new_status})
-        written = True
-    return Outcome(status=new_status, applied=applied, pruned=pruned, status_written=written)
+        stamped = stamp(new_status, previous, now)
+        cleared = {key: None for key in ("url", "replicas") if key in previous and key not in stamped}
+        result = kube.patch_recmodel_status(owner.namespace, owner.name, {**cleared, **stamped})
+        view.remember(result)
+        outcome.status = stamped
+        outcome.status_written = True
+    return outcome

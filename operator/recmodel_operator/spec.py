@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from recmodel_operator.quantity import BINARY_SUFFIXES, parse_quantity, suffix_of
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 STORAGE_URI_PATTERN = r"^(s3|gs|pvc|https?|file)://.+$"
 CEL = "x-kubernetes-validations"
+MAX_CPU_CORES = 256  # no node has more; a larger request can never be scheduled
 
 Runtime = Literal["kserve", "torchserve"]
 Backend = Literal["kserve", "standalone"]
@@ -44,6 +47,12 @@ class RankingSpec(ApiModel):
         1000, ge=1, le=100000, description="Candidates accepted per request; more get HTTP 400."
     )
 
+    @model_validator(mode="after")
+    def _top_k_fits(self) -> RankingSpec:
+        if self.top_k > self.max_candidates:
+            raise ValueError("topK must not exceed maxCandidates")
+        return self
+
 
 class PreprocessingSpec(ApiModel):
     """Where feature building runs."""
@@ -72,6 +81,29 @@ class ResourcesSpec(ApiModel):
     cpu: str = Field("1", pattern=QUANTITY_PATTERN, description="CPU quantity, e.g. 2 or 500m.")
     memory: str = Field("2Gi", pattern=QUANTITY_PATTERN, description="Memory quantity, e.g. 4Gi.")
     gpu: GpuSpec = Field(default_factory=GpuSpec, description="GPUs per replica.")
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu_is_usable(cls, value: str) -> str:
+        if suffix_of(value) in BINARY_SUFFIXES:
+            raise ValueError(f"{value!r} uses a binary suffix; CPU is counted in cores or millicores, e.g. 2 or 500m")
+        cores = parse_quantity(value)
+        if cores <= 0:
+            raise ValueError("must be more than 0")
+        if cores > MAX_CPU_CORES:
+            raise ValueError(f"{value!r} is {cores:,.0f} cores; at most {MAX_CPU_CORES} fit on a node")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_is_usable(cls, value: str) -> str:
+        if parse_quantity(value) < 2**20:
+            raise ValueError(f"{value!r} is under 1Mi; memory is counted in bytes, e.g. 4Gi")
+        return value
+
+    @property
+    def cpu_cores(self) -> float:
+        return float(parse_quantity(self.cpu))
 
 
 class Toleration(ApiModel):
@@ -114,6 +146,12 @@ class AutoscalingSpec(ApiModel):
         "rps (requests/s per replica), latency (target = p95 milliseconds, through KEDA and Prometheus).",
     )
     target: int = Field(8, ge=1, le=100000, description="Target value of the metric per replica.")
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        return self
 
 
 class BatchingSpec(ApiModel):
@@ -201,6 +239,15 @@ class RecModelSpec(ApiModel):
     canary: CanarySpec | None = Field(None, description="Optional canary model version.")
     ingress: IngressSpec = Field(default_factory=IngressSpec, description="Ingress (backend standalone).")
     image: str = Field("", max_length=512, description="Overrides the model-server image.")
+
+    @model_validator(mode="after")
+    def _transformer_needs_kserve(self) -> RecModelSpec:
+        # The same rules as the CRD's CEL validations, so every entry point refuses the same specs.
+        if self.preprocessing.mode == "transformer" and self.backend != "kserve":
+            raise ValueError("preprocessing.mode transformer needs backend kserve")
+        if self.preprocessing.mode == "transformer" and self.runtime != "kserve":
+            raise ValueError("preprocessing.mode transformer needs runtime kserve (TorchServe does features inline)")
+        return self
 
 
 class Condition(ApiModel):

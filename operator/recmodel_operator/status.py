@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from recmodel_operator import reasons
 from recmodel_operator.render.context import RenderContext
 from recmodel_operator.render.pod import GPU_PRODUCT_LABEL, GPU_RESOURCE
 from recmodel_operator.spec import RecModelSpec
@@ -16,9 +17,10 @@ Obj = dict[str, Any]
 class Observation:
     """What the operator saw in the cluster for one RecModel."""
 
-    children: list[Obj] = field(default_factory=list)  # live objects, as read back
+    children: list[Obj] = field(default_factory=list)  # our live children
     pods: list[Obj] = field(default_factory=list)
     nodes: list[Obj] = field(default_factory=list)
+    managed: list[Obj] = field(default_factory=list)  # what KServe made of our InferenceService
 
 
 def _condition(kind: str, ok: bool | None, reason: str, message: str) -> Obj:
@@ -104,12 +106,12 @@ def _serving(context: RenderContext, children: list[Obj], desired: int, ready: i
     if isvc is not None:
         condition = _ready_condition(isvc)
         if condition and condition.get("status") == "True":
-            return True, "InferenceServiceReady", "InferenceService is Ready"
+            return True, reasons.INFERENCE_SERVICE_READY, "InferenceService is Ready"
         detail = (condition or {}).get("message") or "waiting for KServe to report the InferenceService Ready"
-        return False, "InferenceServiceNotReady", str(detail)
+        return False, reasons.INFERENCE_SERVICE_NOT_READY, str(detail)
     if desired > 0 and ready >= desired:
-        return True, "Available", f"{ready}/{desired} replicas ready"
-    return False, "ReplicasNotReady", f"{ready}/{desired} replicas ready"
+        return True, reasons.AVAILABLE, f"{ready}/{desired} replicas ready"
+    return False, reasons.REPLICAS_NOT_READY, f"{ready}/{desired} replicas ready"
 
 
 def failed_status(generation: int, reason: str, message: str) -> Obj:
@@ -124,23 +126,32 @@ def failed_status(generation: int, reason: str, message: str) -> Obj:
     }
 
 
-def compute_status(context: RenderContext, observation: Observation) -> Obj:
-    """Phase, URL, replica counts and conditions (without timestamps; see `stamp`)."""
+def compute_status(context: RenderContext, observation: Observation, problem: tuple[str, str] | None = None) -> Obj:
+    """Phase, URL, replica counts and conditions (without timestamps; see `stamp`).
+
+    `problem` (reason, message) is a spec change that could not be applied: what runs keeps
+    serving the previous version, and Reconciled says why the new one is not there.
+    """
     generation = context.owner.generation
     children = observation.children
-    desired, ready = _replicas(context, children)
+    desired, ready = _replicas(context, [*children, *observation.managed])
     serving, ready_reason, ready_message = _serving(context, children, desired, ready)
-    problem = unschedulable_message(observation.pods)
-    if problem is not None:
-        schedulable = _condition("Schedulable", False, "Unschedulable", problem)
+    if problem is not None and not serving:
+        ready_reason, ready_message = problem
+    unschedulable = unschedulable_message(observation.pods)
+    if unschedulable is not None:
+        schedulable = _condition("Schedulable", False, reasons.UNSCHEDULABLE, unschedulable)
     else:
         capacity = gpu_capacity_problem(context.spec, observation.nodes)
         schedulable = (
-            _condition("Schedulable", False, "NoMatchingNodes", capacity)
+            _condition("Schedulable", False, reasons.NO_MATCHING_NODES, capacity)
             if capacity
-            else _condition("Schedulable", True, "NodesAvailable", "a node can hold every replica's resources")
+            else _condition("Schedulable", True, reasons.NODES_AVAILABLE, "a node can hold every replica's resources")
         )
-    if serving:
+    reconciled = problem or (reasons.APPLIED, f"{len(children)} children match the spec")
+    if problem is not None:
+        phase = "Degraded" if serving else "Failed"
+    elif serving:
         phase = "Ready"
     elif schedulable["status"] == "False":
         phase = "Degraded" if ready > 0 else "Pending"
@@ -152,7 +163,7 @@ def compute_status(context: RenderContext, observation: Observation) -> Obj:
         "replicas": {"desired": desired, "ready": ready},
         "conditions": [
             _condition("Ready", serving, ready_reason, ready_message),
-            _condition("Reconciled", True, "Applied", f"{len(children)} children match the spec"),
+            _condition("Reconciled", problem is None, *reconciled),
             schedulable,
         ],
     }

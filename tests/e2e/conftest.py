@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from devcluster.fixtures import Tools
-from tests.operator_harness import install_crds
+from devcluster.testing import install_crds
 
 
 @pytest.fixture(scope="session")

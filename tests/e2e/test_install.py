@@ -16,9 +16,15 @@ import pytest
 import yaml
 
 from devcluster.fixtures import Tools
+from devcluster.testing import (
+    condition,
+    get_json,
+    running_operator,
+    service_account_kubeconfig,
+    set_inference_service_ready,
+    wait_for,
+)
 from devcluster.versions import KUBERNETES_VERSION
-from tests.operator_harness import condition, get_json, running_operator, set_inference_service_ready, wait_for
-from tests.operator_identity import service_account_kubeconfig
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from devcluster.fixtures import Tools
+from devcluster.testing import wait_for
 from devcluster.versions import KUBERNETES_VERSION
-from tests.operator_harness import wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.servers import kserve_server
+from devcluster.servers import kserve_server
 
 
 @pytest.fixture(scope="module")

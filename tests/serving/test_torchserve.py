@@ -8,11 +8,11 @@ import httpx
 import orjson
 import pytest
 
+from devcluster.servers import have_java, torchserve_server
 from recmodel_handlers.core import RankingCore
 from recmodel_handlers.samples import make_request
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.torchserve_package import build_model_store
-from tests.serving.servers import have_java, torchserve_server
 
 pytestmark = pytest.mark.skipif(not have_java(), reason="TorchServe needs Java")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
 from typing import Any
 
 from recmodel_operator.render import autoscaling, inference_service, standalone
@@ -13,28 +14,20 @@ Obj = dict[str, Any]
 PROMETHEUS_METRICS = ("concurrency", "rps", "latency")
 
 
-@dataclass(frozen=True)
-class ChildKind:
-    api_version: str
-    kind: str
-
-    @property
-    def group(self) -> str:
-        return self.api_version.rpartition("/")[0]
+HASH_ANNOTATION = "recmodel.dev/desired-hash"
 
 
-DEPLOYMENT = ChildKind("apps/v1", "Deployment")
-SERVICE = ChildKind("v1", "Service")
-INGRESS = ChildKind("networking.k8s.io/v1", "Ingress")
-HPA = ChildKind("autoscaling/v2", "HorizontalPodAutoscaler")
-SCALED_OBJECT = ChildKind("keda.sh/v1alpha1", "ScaledObject")
-INFERENCE_SERVICE = ChildKind("serving.kserve.io/v1beta1", "InferenceService")
-
-ALL_CHILD_KINDS = (INFERENCE_SERVICE, DEPLOYMENT, SERVICE, INGRESS, HPA, SCALED_OBJECT)
+def desired_hash(child: Obj) -> str:
+    """A digest of everything we would send: any change of desired state (a removal too) changes it."""
+    text = json.dumps(child, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def kind_of(obj: Obj) -> ChildKind:
-    return ChildKind(obj["apiVersion"], obj["kind"])
+def with_hash(child: Obj) -> Obj:
+    """The child with its own desired-state digest as an annotation (compared on every pass)."""
+    metadata = {**child["metadata"]}
+    metadata["annotations"] = {**metadata.get("annotations", {}), HASH_ANNOTATION: desired_hash(child)}
+    return {**child, "metadata": metadata}
 
 
 def _kserve_children(context: RenderContext, prometheus_url: str) -> list[Obj]:
@@ -62,6 +55,9 @@ def _standalone_children(context: RenderContext, prometheus_url: str) -> list[Ob
 
 
 def render_children(context: RenderContext, prometheus_url: str = autoscaling.DEFAULT_PROMETHEUS_URL) -> list[Obj]:
+    """Every child, each stamped with the digest of its desired state."""
     if context.spec.backend == "kserve":
-        return _kserve_children(context, prometheus_url)
-    return _standalone_children(context, prometheus_url)
+        children = _kserve_children(context, prometheus_url)
+    else:
+        children = _standalone_children(context, prometheus_url)
+    return [with_hash(child) for child in children]

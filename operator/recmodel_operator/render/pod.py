@@ -46,9 +46,7 @@ def placement(spec: RecModelSpec, *, with_gpu: bool = True) -> Obj:
 
 def threads_env(spec: RecModelSpec) -> list[dict[str, str]]:
     """Torch would otherwise start one thread per node core, not per core the pod may use."""
-    cpu = spec.resources.cpu
-    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-    return [{"name": "OMP_NUM_THREADS", "value": str(max(1, math.ceil(cores)))}]
+    return [{"name": "OMP_NUM_THREADS", "value": str(max(1, math.ceil(spec.resources.cpu_cores)))}]
 
 
 def container_security_context() -> Obj:

@@ -1,0 +1,330 @@
+"""Support shared by the tests, the demo and the benchmarks: the real operator as a process
+against the local control plane, under an identity of its own with the chart's RBAC, and
+the API server's own count of that identity's requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devcluster.fixtures import Tools
+from devcluster.ports import free_ports
+from devcluster.versions import KUBERNETES_VERSION, REPO_ROOT
+
+SHARED_CRDS = REPO_ROOT.parent / "shared" / "crds"
+CHART = REPO_ROOT / "charts" / "recmodel-operator"
+THIRD_PARTY_CRDS = [
+    "kserve/serving.kserve.io_inferenceservices.yaml",
+    "kserve/serving.kserve.io_servingruntimes.yaml",
+    "kserve/serving.kserve.io_clusterservingruntimes.yaml",
+    "keda/keda.sh_scaledobjects.yaml",
+    "keda/keda.sh_triggerauthentications.yaml",
+    "prometheus-operator/monitoring.coreos.com_servicemonitors.yaml",
+    "prometheus-operator/monitoring.coreos.com_podmonitors.yaml",
+    "prometheus-operator/monitoring.coreos.com_prometheusrules.yaml",
+]
+OPERATOR_NAMESPACE = "recmodel-test"
+OPERATOR_RELEASE = "recmodel-test"  # the chart's RBAC under a release name of its own
+FLOW_READS, FLOW_WRITES = "recmodel-operator-reads", "recmodel-operator-writes"
+WRITE_VERBS = ["create", "update", "patch", "delete", "deletecollection"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.5, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")
+
+
+def _crds_established(tools: Tools) -> bool:
+    result = tools.kubectl_run("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all", check=False)
+    return result.returncode == 0
+
+
+def install_crds(tools: Tools, *, third_party: bool = True) -> None:
+    paths = [REPO_ROOT / "manifests" / "01-crd.yaml"]
+    if third_party:
+        paths += [SHARED_CRDS / p for p in THIRD_PARTY_CRDS]
+    for path in paths:
+        tools.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    # A CRD created a moment ago may have no status yet, which `kubectl wait` reports as an error.
+    wait_for(lambda: _crds_established(tools), timeout=90, what="CRDs established")
+
+
+def uninstall_third_party_crds(tools: Tools) -> None:
+    """A cluster without KServe, KEDA and the Prometheus operator (their objects go too)."""
+    for path in THIRD_PARTY_CRDS:
+        tools.kubectl_run(
+            "delete", "--ignore-not-found", "--wait=true", "--timeout=120s", "-f", str(SHARED_CRDS / path)
+        )
+
+
+def get_json(tools: Tools, *args: str) -> Any:
+    result = tools.kubectl_run("get", *args, "-o", "json", check=False)
+    if result.returncode != 0:
+        return None
+    return json.loads(result.stdout)
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions", []) or []:
+        if c.get("type") == kind:
+            return dict(c)
+    return None
+
+
+def sample(name: str) -> dict[str, Any]:
+    """One of the RecModels in manifests/samples/."""
+    return dict(yaml.safe_load((REPO_ROOT / "manifests" / "samples" / name).read_text()))
+
+
+def apply(tools: Tools, namespace: str, obj: dict[str, Any], check: bool = True) -> Any:
+    return tools.kubectl_run("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj), check=check)
+
+
+def recmodel(tools: Tools, namespace: str, name: str) -> dict[str, Any] | None:
+    result: dict[str, Any] | None = get_json(tools, "recmodel", name, "-n", namespace)
+    return result
+
+
+def wait_phase(tools: Tools, namespace: str, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
+    return dict(
+        wait_for(
+            lambda: (
+                (obj := recmodel(tools, namespace, name)) and (obj.get("status") or {}).get("phase") == phase and obj
+            ),
+            timeout=timeout,
+            what=f"RecModel {name} phase {phase}",
+        )
+    )
+
+
+# -- the operator's identity ----------------------------------------------------------------------
+
+
+def service_account_kubeconfig(tools: Tools, namespace: str, service_account: str, out: Path) -> Path:
+    """A kubeconfig that acts as a ServiceAccount (a token from the TokenRequest API)."""
+    token = tools.kubectl_run("create", "token", service_account, "-n", namespace, "--duration=4h").stdout.strip()
+    admin = yaml.safe_load(tools.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": service_account, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": service_account}}],
+        "current-context": "operator",
+    }
+    out.write_text(yaml.safe_dump(config))
+    return out
+
+
+def _flow_schema(name: str, precedence: int, subject: dict[str, Any], verbs: list[str]) -> dict[str, Any]:
+    """API Priority and Fairness classifies every request by identity; its metrics count them by
+    FlowSchema, so a FlowSchema per (identity, verbs) counts that identity's requests at the server."""
+    return {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "FlowSchema",
+        "metadata": {"name": name},
+        "spec": {
+            "priorityLevelConfiguration": {"name": "workload-high"},
+            "matchingPrecedence": precedence,
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [
+                {
+                    "subjects": [subject],
+                    "resourceRules": [
+                        {
+                            "verbs": verbs,
+                            "apiGroups": ["*"],
+                            "resources": ["*"],
+                            "namespaces": ["*"],
+                            "clusterScope": True,
+                        }
+                    ],
+                    "nonResourceRules": [{"verbs": verbs, "nonResourceURLs": ["*"]}],
+                }
+            ],
+        },
+    }
+
+
+def operator_identity(tools: Tools, out: Path) -> Path:
+    """The chart's ServiceAccount and RBAC (rendered by helm, applied as they are), FlowSchemas
+    that count its requests, and a kubeconfig that acts as it. Idempotent."""
+    rendered = tools.helm_run(
+        "template",
+        OPERATOR_RELEASE,
+        str(CHART),
+        "-n",
+        OPERATOR_NAMESPACE,
+        f"--kube-version={KUBERNETES_VERSION}",
+        "--show-only=templates/serviceaccount.yaml",
+        "--show-only=templates/rbac.yaml",
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    account = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    subject = {"kind": "ServiceAccount", "serviceAccount": {"name": account, "namespace": OPERATOR_NAMESPACE}}
+    flows = [_flow_schema(FLOW_WRITES, 500, subject, WRITE_VERBS), _flow_schema(FLOW_READS, 501, subject, ["*"])]
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
+    listing = {"apiVersion": "v1", "kind": "List", "items": [namespace, *docs, *flows]}
+    tools.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(listing))
+    return service_account_kubeconfig(tools, OPERATOR_NAMESPACE, account, out)
+
+
+_DISPATCHED = re.compile(r"^apiserver_flowcontrol_dispatched_requests_total\{([^}]*)\} ([0-9.e+]+)$")
+
+
+def operator_api_requests(tools: Tools) -> dict[str, float]:
+    """The API server's own count of the operator's requests so far: reads (watches, lists,
+    gets, discovery) and writes (create, update, patch, delete)."""
+    text = tools.kubectl_run("get", "--raw", "/metrics").stdout
+    counts = {"reads": 0.0, "writes": 0.0}
+    for line in text.splitlines():
+        match = _DISPATCHED.match(line)
+        if not match:
+            continue
+        if f'flow_schema="{FLOW_READS}"' in match.group(1):
+            counts["reads"] += float(match.group(2))
+        elif f'flow_schema="{FLOW_WRITES}"' in match.group(1):
+            counts["writes"] += float(match.group(2))
+    counts["total"] = counts["reads"] + counts["writes"]
+    return counts
+
+
+# -- the operator process ---------------------------------------------------------------------------
+
+
+class OperatorProcess:
+    def __init__(
+        self,
+        tools: Tools,
+        log_path: Path,
+        kubeconfig: Path | None = None,
+        *,
+        resync_seconds: float = 300,
+        leader_election: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.tools = tools
+        self.resync_seconds = resync_seconds
+        self.log_path = log_path
+        self.kubeconfig = kubeconfig or tools.kubeconfig
+        self.leader_election = leader_election
+        self.env = env or {}
+        self.metrics_port, self.health_port = free_ports(2)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "RECMODEL_RESYNC_SECONDS": str(self.resync_seconds),
+            "POD_NAMESPACE": OPERATOR_NAMESPACE,
+            **self.env,
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "recmodel-operator"),
+                "--metrics-host=127.0.0.1",
+                f"--metrics-port={self.metrics_port}",
+                f"--health-endpoint=http://127.0.0.1:{self.health_port}/healthz",
+                "--leader-election" if self.leader_election else "--no-leader-election",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        if wait:
+            wait_for(self.healthy, timeout=60, what="operator health endpoint")
+            wait_for(self.synced, timeout=90, what="operator caches synced")
+
+    def health(self) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5) as response:
+                body: dict[str, Any] = json.loads(response.read()).get("controller") or {}
+                return body
+        except (OSError, ValueError):
+            return {}
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def synced(self) -> bool:
+        try:
+            return "recmodel_operator_caches_synced 1.0" in self.metrics()
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no lease released, as when a node dies."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+
+@contextmanager
+def running_operator(
+    tools: Tools, log_path: Path, kubeconfig: Path | None = None, **options: Any
+) -> Iterator[OperatorProcess]:
+    operator = OperatorProcess(tools, log_path, kubeconfig, **options)
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.stop()
+
+
+def set_inference_service_ready(tools: Tools, namespace: str, name: str) -> None:
+    """What KServe's controller writes once the predictor is up (it does not run here yet)."""
+    status = {
+        "status": {
+            "url": f"http://{name}.{namespace}.example.com",
+            "conditions": [
+                {"type": "PredictorReady", "status": "True", "lastTransitionTime": "2026-11-28T00:00:00Z"},
+                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-28T00:00:00Z"},
+            ],
+        }
+    }
+    patch = json.dumps(status)
+    tools.kubectl_run(
+        "patch", "inferenceservice", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", patch
+    )
