@@ -191,6 +191,18 @@ def operator_identity(tools: Tools, out: Path) -> Path:
 _DISPATCHED = re.compile(r"^apiserver_flowcontrol_dispatched_requests_total\{([^}]*)\} ([0-9.e+]+)$")
 
 
+def wait_until_quiet(tools: Tools, timeout: float = 120) -> None:
+    """No namespace still terminating: earlier tests' RecModels no longer give the operator work."""
+    wait_for(
+        lambda: not [
+            n for n in get_json(tools, "namespaces")["items"] if (n.get("status") or {}).get("phase") == "Terminating"
+        ],
+        timeout=timeout,
+        interval=1,
+        what="no namespace terminating",
+    )
+
+
 def operator_api_requests(tools: Tools) -> dict[str, float]:
     """The API server's own count of the operator's requests so far: reads (watches, lists,
     gets, discovery) and writes (create, update, patch, delete)."""

@@ -23,6 +23,7 @@ from devcluster.testing import (
     sample,
     wait_for,
     wait_phase,
+    wait_until_quiet,
 )
 
 pytestmark = pytest.mark.cluster
@@ -91,9 +92,9 @@ def test_gpu_to_cpu_removes_the_gpu_limit_selector_and_toleration(operator: Oper
     ("before", "after", "check"),
     [
         (
-            {"placement": {"nodeSelector": {"pool": "ranking", "zone": "a"}}},
-            {"placement": {"nodeSelector": {"pool": "ranking"}}},
-            lambda pod, container, children: pod.get("nodeSelector") == {"pool": "ranking"},
+            {"placement": {"nodeSelector": {"kubernetes.io/os": "linux", "type": "kwok"}}},
+            {"placement": {"nodeSelector": {"kubernetes.io/os": "linux"}}},
+            lambda pod, container, children: pod.get("nodeSelector") == {"kubernetes.io/os": "linux"},
         ),
         (
             {"image": "registry.example.com/recmodel-server:custom"},
@@ -239,6 +240,7 @@ def test_foreign_edits_end_stable_without_an_apply_loop(operator: OperatorProces
     tools.kubectl_run("set", "env", "deployment/foreign-predictor", "-n", namespace, "EXTRA_FLAG=1")
     tools.kubectl_run("label", "service", "foreign", "-n", namespace, "team=search")
     tools.kubectl_run("annotate", "ingress", "foreign", "-n", namespace, "note=owned-by-someone-else")
+    wait_until_quiet(tools)
     time.sleep(3)
     before = operator_api_requests(tools)
     time.sleep(60)
@@ -284,6 +286,7 @@ def test_at_rest_the_operator_sends_almost_nothing(operator: OperatorProcess, na
     apply(tools, namespace, {"apiVersion": "v1", "kind": "List", "items": items})
     for i in range(count):
         wait_phase(tools, namespace, f"rest-{i:02d}", "Ready", timeout=120)
+    wait_until_quiet(tools)
     time.sleep(5)
     before = operator_api_requests(tools)
     time.sleep(60)
