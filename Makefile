@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-fast lint format bench bench-quick operator cluster-build cluster-up cluster-down crd manifests clean
+.PHONY: venv demo test test-fast lint format bench bench-quick bench-operator operator cluster-build cluster-up cluster-down crd manifests clean
 
 venv: $(VENV_STAMP)
 
@@ -59,6 +59,9 @@ bench: venv cluster-build
 
 bench-quick: venv cluster-build
 	$(PY) -m bench --quick
+
+bench-operator: venv cluster-build
+	$(PY) -m bench --operator-only
 
 clean: cluster-down
 	rm -rf .devcluster .demo bench/results

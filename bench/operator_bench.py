@@ -1,10 +1,15 @@
-"""Operator benchmark on the local control plane: apply -> children, apply -> Ready, API
-requests per reconcile, operator memory, and writes at rest."""
+"""Operator benchmark on the local control plane: apply -> children, apply -> all Ready, API
+requests per RecModel and at rest (counted by the API server under the operator's own
+FlowSchemas, discovery included), operator memory and CPU.
+
+Progress is followed with `kubectl get --watch` (one stream per kind), not by polling, so the
+benchmark itself does not load the API server it measures."""
 
 from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -13,7 +18,16 @@ from typing import Any
 import psutil
 
 from devcluster.fixtures import Tools, temporary_namespace
-from devcluster.testing import OperatorProcess, install_crds, wait_for
+from devcluster.testing import (
+    OperatorProcess,
+    install_crds,
+    operator_api_requests,
+    operator_identity,
+    wait_for,
+    wait_until_quiet,
+)
+
+REST_SECONDS = 60
 
 
 def _recmodel(name: str) -> dict[str, Any]:
@@ -30,42 +44,64 @@ def _recmodel(name: str) -> dict[str, Any]:
     }
 
 
-def _metric(text: str, name: str, match: str = "") -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name) and match in line)
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class _Follow:
+    """`kubectl get KIND --watch`: the first time each name is seen (with a value, if given)."""
+
+    def __init__(self, tools: Tools, namespace: str, kind: str, columns: str, wanted: str | None = None) -> None:
+        self.seen: dict[str, float] = {}
+        self._process = subprocess.Popen(
+            [
+                str(tools.kubectl),
+                f"--kubeconfig={tools.kubeconfig}",
+                "get",
+                kind,
+                "-n",
+                namespace,
+                "--watch",
+                "--no-headers",
+                f"-o=custom-columns={columns}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._wanted = wanted
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            parts = line.split()
+            if not parts or (self._wanted is not None and self._wanted not in parts[1:]):
+                continue
+            self.seen.setdefault(parts[0], time.monotonic())
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait()
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def run_batch(tools: Tools, operator: OperatorProcess, count: int) -> dict[str, Any]:
+    assert operator.process is not None
+    process = psutil.Process(operator.process.pid)
+    wait_until_quiet(tools)
     with temporary_namespace(tools, prefix="bench") as namespace:
-        names = [f"ranker-{i:03d}" for i in range(count)]
-        created: dict[str, float] = {}
-        ready: dict[str, float] = {}
-        stop = threading.Event()
-
-        def watch() -> None:
-            while not stop.is_set():
-                deployments = json.loads(tools.kubectl_run("get", "deployments", "-n", namespace, "-o", "json").stdout)[
-                    "items"
-                ]
-                now = time.monotonic()
-                for d in deployments:
-                    created.setdefault(d["metadata"]["name"].removesuffix("-predictor"), now)
-                models = json.loads(tools.kubectl_run("get", "recmodels", "-n", namespace, "-o", "json").stdout)[
-                    "items"
-                ]
-                for m in models:
-                    if (m.get("status") or {}).get("phase") == "Ready":
-                        ready.setdefault(m["metadata"]["name"], now)
-                time.sleep(0.2)
-
-        metrics_before = operator.metrics()
-        watcher = threading.Thread(target=watch, daemon=True)
+        names = [f"ranker-{i:04d}" for i in range(count)]
+        children = _Follow(tools, namespace, "deployments", "NAME:.metadata.name")
+        ready = _Follow(tools, namespace, "recmodels", "NAME:.metadata.name,PHASE:.status.phase", wanted="Ready")
+        time.sleep(1)
+        requests_before = operator_api_requests(tools)
         applied_at = time.monotonic()
-        watcher.start()
         tools.kubectl_run(
             "apply",
             "-n",
@@ -74,43 +110,43 @@ def run_batch(tools: Tools, operator: OperatorProcess, count: int) -> dict[str, 
             "-",
             stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [_recmodel(n) for n in names]}),
         )
-        wait_for(lambda: len(ready) == count, timeout=600, interval=1, what=f"{count} RecModels Ready")
-        stop.set()
-        watcher.join()
-        metrics_after = operator.metrics()
-        to_children = [created[n] - applied_at for n in names]
-        reconciles = _metric(metrics_after, "recmodel_operator_reconciles_total") - _metric(
-            metrics_before, "recmodel_operator_reconciles_total"
-        )
-        requests = _metric(metrics_after, "recmodel_operator_api_requests_total") - _metric(
-            metrics_before, "recmodel_operator_api_requests_total"
-        )
-        # At rest: nothing changes, so nothing should be written.
-        rest_before = operator.metrics()
-        time.sleep(20)
-        rest_after = operator.metrics()
-        writes = sum(
-            _metric(rest_after, "recmodel_operator_api_requests_total", f'verb="{v}"')
-            - _metric(rest_before, "recmodel_operator_api_requests_total", f'verb="{v}"')
-            for v in ("apply", "patch-status", "delete")
-        )
-        assert operator.process is not None
+        wait_for(lambda: len(ready.seen) >= count, timeout=900, interval=1, what=f"{count} RecModels Ready")
+        all_ready = max(ready.seen.values()) - applied_at
+        time.sleep(3)
+        requests_after = operator_api_requests(tools)
+        children.stop()
+        ready.stop()
+        to_children = [children.seen[f"{n}-predictor"] - applied_at for n in names]
+        # At rest: nothing changes, so the operator should send (almost) nothing at all.
+        cpu_before = _cpu_seconds(process)
+        rest_before = operator_api_requests(tools)
+        time.sleep(REST_SECONDS)
+        rest_after = operator_api_requests(tools)
+        cpu_rest = (_cpu_seconds(process) - cpu_before) / REST_SECONDS
+        spent = requests_after["total"] - requests_before["total"]
         result = {
             "recmodels": count,
             "apply_to_children_p50_s": statistics.median(to_children),
             "apply_to_children_p99_s": _percentile(to_children, 0.99),
-            "apply_to_all_ready_s": max(ready.values()) - applied_at,
-            "api_requests_per_reconcile": requests / max(reconciles, 1),
-            "operator_rss_mb": psutil.Process(operator.process.pid).memory_info().rss / 2**20,
-            "writes_per_minute_at_rest": writes * 3,
+            "apply_to_all_ready_s": all_ready,
+            "api_requests_per_recmodel": spent / count,
+            "api_writes_per_recmodel": (requests_after["writes"] - requests_before["writes"]) / count,
+            "operator_rss_mb": process.memory_info().rss / 2**20,
+            "rest_requests_per_recmodel_per_minute": (rest_after["total"] - rest_before["total"])
+            * (60 / REST_SECONDS)
+            / count,
+            "rest_writes_per_minute": (rest_after["writes"] - rest_before["writes"]) * (60 / REST_SECONDS),
+            "rest_cpu_percent_of_a_core": 100 * cpu_rest,
         }
+        print(json.dumps(result), flush=True)
         tools.kubectl_run("delete", "recmodels", "--all", "-n", namespace, "--wait=false")
         return result
 
 
 def run(tools: Tools, work: Path, counts: tuple[int, ...]) -> list[dict[str, Any]]:
     install_crds(tools)
-    operator = OperatorProcess(tools, work / "operator-bench.log", resync_seconds=10)
+    kubeconfig = operator_identity(tools, work / "operator-kubeconfig")
+    operator = OperatorProcess(tools, work / "operator-bench.log", kubeconfig)
     operator.start()
     try:
         return [run_batch(tools, operator, count) for count in counts]

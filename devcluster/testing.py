@@ -194,9 +194,13 @@ _DISPATCHED = re.compile(r"^apiserver_flowcontrol_dispatched_requests_total\{([^
 def wait_until_quiet(tools: Tools, timeout: float = 120) -> None:
     """No namespace still terminating: earlier tests' RecModels no longer give the operator work."""
     wait_for(
-        lambda: not [
-            n for n in get_json(tools, "namespaces")["items"] if (n.get("status") or {}).get("phase") == "Terminating"
-        ],
+        lambda: (
+            not [
+                n
+                for n in get_json(tools, "namespaces")["items"]
+                if (n.get("status") or {}).get("phase") == "Terminating"
+            ]
+        ),
         timeout=timeout,
         interval=1,
         what="no namespace terminating",

@@ -168,7 +168,7 @@ def test_kubectl_apply_manifests_installs_the_operator(crds: Tools) -> None:
         deployment = wait_for(
             lambda: (
                 (d := get_json(tools, "deployment", "recmodel", "-n", NAMESPACE))
-                and d["status"].get("readyReplicas") == 1
+                and d["status"].get("readyReplicas") == 2  # two replicas: one leads, one stands by
                 and d
             )
         )
