@@ -22,8 +22,8 @@ class NodeSpec:
 
 
 NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("cpu-node-1", cpu="16", memory="64Gi"),
-    NodeSpec("cpu-node-2", cpu="16", memory="64Gi"),
+    NodeSpec("cpu-node-1", cpu="64", memory="256Gi"),  # room for the 1,000-replica operator benchmark
+    NodeSpec("cpu-node-2", cpu="64", memory="256Gi"),
     NodeSpec("gpu-a100-1", cpu="96", memory="1000Gi", gpus=8, gpu_product="NVIDIA-A100-SXM4-80GB"),
     NodeSpec("gpu-a100-2", cpu="96", memory="1000Gi", gpus=8, gpu_product="NVIDIA-A100-SXM4-80GB"),
     NodeSpec("gpu-t4-1", cpu="16", memory="64Gi", gpus=1, gpu_product="NVIDIA-T4"),
@@ -37,7 +37,7 @@ def render_node(spec: NodeSpec) -> dict[str, Any]:
         "kubernetes.io/hostname": spec.name,
         "type": "kwok",
     }
-    capacity = {"cpu": spec.cpu, "memory": spec.memory, "pods": "250"}
+    capacity = {"cpu": spec.cpu, "memory": spec.memory, "pods": "600"}  # the operator benchmark runs 1,000 pods
     taints: list[dict[str, str]] = []
     if spec.gpus:
         labels[GPU_PRODUCT_LABEL] = spec.gpu_product

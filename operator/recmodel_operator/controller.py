@@ -221,8 +221,9 @@ class Controller:
         try:
             outcome = reconcile(self.kube, self.view, body, self.settings, self.memory, _now())
         except ApiError as error:
-            if error.namespace_terminating:
-                log.debug(f"{key}: its namespace is being deleted")
+            if error.namespace_terminating or error.not_found:
+                # Deleted meanwhile (the RecModel or its namespace): its DELETED event follows.
+                log.debug(f"{key}: gone while being reconciled ({error.message})")
                 return
             delay = self.queue.retry(key)
             log.warning(f"{key}: {error.message} (HTTP {error.status}); trying again in {delay:.1f}s")
@@ -268,7 +269,9 @@ class Controller:
             if outcome.problem and (old.get("reason"), old.get("message")) != outcome.problem:
                 log.warning(f"{key}: {outcome.problem[0]}: {outcome.problem[1]}")
                 events.append(("Warning", outcome.problem[0], outcome.problem[1]))
-            if status.get("phase") != previous.get("phase"):
+            phase, before_phase = status.get("phase"), previous.get("phase")
+            # Progressing right after an apply says nothing the Applied event did not.
+            if phase != before_phase and (phase != "Progressing" or before_phase == "Ready"):
                 ready = next(c for c in status["conditions"] if c["type"] == "Ready")
                 warning = status.get("phase") in ("Failed", "Degraded")
                 events.append(("Warning" if warning else "Normal", str(status.get("phase")), str(ready["message"])))

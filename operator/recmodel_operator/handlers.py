@@ -63,8 +63,10 @@ def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
-    # kopf logs every handled watch event at INFO; our own log says what changed.
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # kopf logs every handled watch event and every probe at INFO, aiohttp every /healthz request:
+    # our own log says what changed, and nothing when nothing did.
+    for noisy in ("kopf.objects", "kopf.activities.probe", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     controller().start()
 
 

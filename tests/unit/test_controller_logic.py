@@ -178,3 +178,20 @@ def test_a_hung_api_connection_fails_the_call_within_its_timeout(monkeypatch: py
     assert error.value.temporary
     assert time.monotonic() - started < 5
     listener.close()
+
+
+def test_a_stuck_reconcile_fails_the_health_check() -> None:
+    from recmodel_operator.controller import Controller
+    from recmodel_operator.reconcile import Settings
+
+    configuration = client.Configuration()
+    configuration.host = "http://127.0.0.1:9"  # never contacted: the controller is not started
+    controller = Controller(Kube(client.ApiClient(configuration)), Settings(), stuck_seconds=0.05)
+    assert controller.health()["queue"] == 0
+    controller.queue.add("ns/r")
+    assert controller.queue.get(timeout=0) == "ns/r"  # a worker took it and hangs
+    time.sleep(0.1)
+    with pytest.raises(RuntimeError, match="a reconcile has been running"):
+        controller.health()
+    controller.queue.done("ns/r")
+    assert controller.health()["queue"] == 0
