@@ -6,6 +6,7 @@ stops exactly the processes it started, by pid.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -19,17 +20,19 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from devcluster import kserve, processes
 from devcluster import pki as pki_module
-from devcluster import processes
 from devcluster.build import build_all, kwok_stages_file
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.nodes import NODES, render_node
 from devcluster.ports import free_ports, is_listening
 from devcluster.processes import Layout, Ports
-from devcluster.versions import REPO_ROOT
+from devcluster.versions import KSERVE_VERSION, REPO_ROOT
 
-START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+KSERVE_MANAGER = f"kserve-manager-{KSERVE_VERSION}"
+START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", KSERVE_MANAGER)
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,16 @@ def info(layout: Layout | None = None) -> ClusterInfo:
     return ClusterInfo(kubeconfig=layout.kubeconfig, server=str(state.get("server", "")), bin_dir=layout.bin)
 
 
-def _start(name: str, argv: list[str], layout: Layout) -> int:
+def _start(name: str, argv: list[str], layout: Layout, env: dict[str, str] | None = None) -> int:
     log = open(layout.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
     process = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=layout.root
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=layout.root,
+        env={**os.environ, **(env or {})},
     )
     log.close()
     return process.pid
@@ -137,6 +146,38 @@ def _kubectl(layout: Layout, *args: str, stdin: str | None = None) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def _apply(layout: Layout, objects: list[dict[str, Any]]) -> None:
+    listing = {"apiVersion": "v1", "kind": "List", "items": objects}
+    _kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(listing))
+
+
+def _ca_bundle(layout: Layout) -> str:
+    return base64.b64encode(layout.pki.ca_cert.read_bytes()).decode()
+
+
+def _add_nodes(layout: Layout) -> None:
+    _apply(layout, [render_node(n) for n in NODES])
+    _wait("nodes", lambda: _nodes_ready(layout), timeout=60, log_file=layout.logs / "kwok.log")
+
+
+def _crds_established(layout: Layout) -> bool:
+    try:
+        _kubectl(layout, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+    except RuntimeError:
+        return False
+    return True
+
+
+def _prepare_kserve(layout: Layout) -> None:
+    """What KServe's manager expects before it starts: its CRDs, namespace and ConfigMap, and
+    the webhook server's certificate (the devcluster CA signed it for 127.0.0.1)."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kserve.NAMESPACE}}
+    _apply(layout, [*kserve.crds(), namespace])
+    _wait("KServe CRDs", lambda: _crds_established(layout), timeout=90)
+    _apply(layout, [kserve.config_map()])
+    kserve.write_serving_certs(layout.kserve_tmp, layout.pki.server_cert, layout.pki.server_key)
 
 
 def _nodes_ready(layout: Layout) -> bool:
@@ -160,8 +201,9 @@ def _default_service_account(layout: Layout) -> bool:
     return True
 
 
-def up(layout: Layout | None = None) -> ClusterInfo:
-    """Starts the cluster unless it is already running; returns how to reach it."""
+def up(layout: Layout | None = None, *, with_kserve: bool = True) -> ClusterInfo:
+    """Starts the cluster unless it is already running; returns how to reach it. Without KServe
+    it is a plain Kubernetes cluster (as the standalone backend expects)."""
     layout = layout or default_layout()
     if is_running(layout):
         _log(f"already running at {info(layout).server}")
@@ -181,7 +223,7 @@ def up(layout: Layout | None = None) -> ClusterInfo:
         link.symlink_to(bin_dir / tool)
 
     cluster_pki = pki_module.create(layout.pki.directory)
-    ports = Ports(*free_ports(6))
+    ports = Ports(*free_ports(9))
     server = f"https://127.0.0.1:{ports.apiserver}"
     write_kubeconfig(layout.kubeconfig, server, cluster_pki)
 
@@ -191,6 +233,16 @@ def up(layout: Layout | None = None) -> ClusterInfo:
         "kube-controller-manager": processes.kube_controller_manager(bin_dir, layout, ports),
         "kube-scheduler": processes.kube_scheduler(bin_dir, layout, ports),
         "kwok": processes.kwok(bin_dir, kwok_stages_file(), layout, ports),
+        KSERVE_MANAGER: kserve.manager_argv(
+            bin_dir / KSERVE_MANAGER, ports.kserve_metrics, ports.kserve_probe, ports.kserve_webhook
+        ),
+    }
+    envs = {
+        KSERVE_MANAGER: {
+            "KUBECONFIG": str(layout.kubeconfig),
+            "POD_NAMESPACE": kserve.NAMESPACE,
+            "TMPDIR": str(layout.kserve_tmp),
+        }
     }
     pids: dict[str, int] = {}
 
@@ -206,21 +258,22 @@ def up(layout: Layout | None = None) -> ClusterInfo:
         ),
         "kube-scheduler": lambda: _http_ok(f"https://127.0.0.1:{ports.scheduler}/healthz", _insecure_ssl_context()),
         "kwok": lambda: is_listening(ports.kwok),
+        KSERVE_MANAGER: lambda: _http_ok(f"http://127.0.0.1:{ports.kserve_probe}/readyz"),
     }
+    before_start: dict[str, Callable[[], None]] = {KSERVE_MANAGER: lambda: _prepare_kserve(layout)}
     try:
-        for name in START_ORDER:
-            pids[name] = _start(name, argvs[name], layout)
+        for name in START_ORDER if with_kserve else START_ORDER[:-1]:
+            if name in before_start:
+                before_start[name]()
+            pids[name] = _start(name, argvs[name], layout, envs.get(name))
             save_state()
-            _wait(name, health[name], timeout=60, log_file=layout.logs / f"{name}.log")
+            _wait(name, health[name], timeout=90, log_file=layout.logs / f"{name}.log")
             _log(f"{name} is up (pid {pids[name]})")
-        _kubectl(
-            layout,
-            "apply",
-            "-f",
-            "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [render_node(n) for n in NODES]}),
-        )
-        _wait("nodes", lambda: _nodes_ready(layout), timeout=60, log_file=layout.logs / "kwok.log")
+            if name == "kwok":
+                _add_nodes(layout)
+        if with_kserve:
+            _apply(layout, kserve.webhook_configurations(ports.kserve_webhook, _ca_bundle(layout)))
+            _apply(layout, [kserve.torchserve_runtime()])  # through KServe's own validating webhook
         _wait("default service account", lambda: _default_service_account(layout), timeout=60)
     except BaseException:
         down(layout, quiet=True)

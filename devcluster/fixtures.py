@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devcluster import cluster
+from devcluster.processes import Layout
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,17 @@ def running_cluster() -> Iterator[Tools]:
     finally:
         if started_here:
             cluster.down()
+
+
+@contextmanager
+def bare_cluster(root: Path) -> Iterator[Tools]:
+    """A second, throwaway cluster without KServe (nor KEDA): what the standalone backend is for."""
+    layout = Layout(root)
+    info = cluster.up(layout, with_kserve=False)
+    try:
+        yield Tools(kubeconfig=info.kubeconfig, kubectl=info.bin_dir / "kubectl", helm=info.bin_dir / "helm")
+    finally:
+        cluster.down(layout)
 
 
 @contextmanager

@@ -16,6 +16,9 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    kserve_metrics: int
+    kserve_probe: int
+    kserve_webhook: int
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class Layout:
     @property
     def state(self) -> Path:
         return self.root / "state.json"
+
+    @property
+    def kserve_tmp(self) -> Path:
+        return self.root / "kserve"
 
     @property
     def pki(self) -> Pki:

@@ -25,10 +25,8 @@ from devcluster.versions import KUBERNETES_VERSION, REPO_ROOT
 
 SHARED_CRDS = REPO_ROOT.parent / "shared" / "crds"
 CHART = REPO_ROOT / "charts" / "recmodel-operator"
+# KServe's own CRDs come with its controller (devcluster installs them from the same module).
 THIRD_PARTY_CRDS = [
-    "kserve/serving.kserve.io_inferenceservices.yaml",
-    "kserve/serving.kserve.io_servingruntimes.yaml",
-    "kserve/serving.kserve.io_clusterservingruntimes.yaml",
     "keda/keda.sh_scaledobjects.yaml",
     "keda/keda.sh_triggerauthentications.yaml",
     "prometheus-operator/monitoring.coreos.com_servicemonitors.yaml",
@@ -58,6 +56,7 @@ def _crds_established(tools: Tools) -> bool:
 
 
 def install_crds(tools: Tools, *, third_party: bool = True) -> None:
+    """Our CRD, and KEDA's and the Prometheus operator's (their controllers do not run here)."""
     paths = [REPO_ROOT / "manifests" / "01-crd.yaml"]
     if third_party:
         paths += [SHARED_CRDS / p for p in THIRD_PARTY_CRDS]
@@ -65,14 +64,17 @@ def install_crds(tools: Tools, *, third_party: bool = True) -> None:
         tools.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(path))
     # A CRD created a moment ago may have no status yet, which `kubectl wait` reports as an error.
     wait_for(lambda: _crds_established(tools), timeout=90, what="CRDs established")
+    # Established is not yet served: the API server answers 429 while its storage initialises.
+    wait_for(
+        lambda: tools.kubectl_run("get", "recmodels", "-A", check=False).returncode == 0,
+        timeout=60,
+        what="RecModels served",
+    )
 
 
-def uninstall_third_party_crds(tools: Tools) -> None:
-    """A cluster without KServe, KEDA and the Prometheus operator (their objects go too)."""
-    for path in THIRD_PARTY_CRDS:
-        tools.kubectl_run(
-            "delete", "--ignore-not-found", "--wait=true", "--timeout=120s", "-f", str(SHARED_CRDS / path)
-        )
+def install_recmodel_runtime(tools: Tools) -> None:
+    """Our ClusterServingRuntime, as the chart installs it on KServe clusters (through KServe's webhook)."""
+    tools.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "manifests" / "kserve"))
 
 
 def get_json(tools: Tools, *args: str) -> Any:
@@ -329,18 +331,16 @@ def running_operator(
         operator.stop()
 
 
-def set_inference_service_ready(tools: Tools, namespace: str, name: str) -> None:
-    """What KServe's controller writes once the predictor is up (it does not run here yet)."""
-    status = {
-        "status": {
-            "url": f"http://{name}.{namespace}.example.com",
-            "conditions": [
-                {"type": "PredictorReady", "status": "True", "lastTransitionTime": "2026-11-28T00:00:00Z"},
-                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-28T00:00:00Z"},
-            ],
-        }
-    }
-    patch = json.dumps(status)
-    tools.kubectl_run(
-        "patch", "inferenceservice", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", patch
+def inference_service_ready(tools: Tools, namespace: str, name: str, timeout: float = 90) -> dict[str, Any]:
+    """Waits for KServe's controller to report the InferenceService Ready, and returns it."""
+    return dict(
+        wait_for(
+            lambda: (
+                (isvc := get_json(tools, "inferenceservice", name, "-n", namespace))
+                and (condition(isvc, "Ready") or {}).get("status") == "True"
+                and isvc
+            ),
+            timeout=timeout,
+            what=f"KServe reports InferenceService {name} Ready",
+        )
     )

@@ -30,6 +30,8 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
+KSERVE_VERSION = "v0.20.0"
+KSERVE_MODULE = "github.com/kserve/kserve"
 
 
 def _kubernetes_ldflags(version: str) -> tuple[str, ...]:
@@ -75,7 +77,23 @@ COMPONENTS: dict[str, Component] = {
     ),
 }
 
-BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok", "helm")
+COMPONENTS["kserve"] = Component(
+    module_dir="kserve",
+    packages=(f"{KSERVE_MODULE}/cmd/manager",),
+    binary_names=(f"kserve-manager-{KSERVE_VERSION}",),
+    version=KSERVE_VERSION,
+)
+
+BINARIES = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "etcd",
+    "kwok",
+    "helm",
+    f"kserve-manager-{KSERVE_VERSION}",
+)
 
 
 def cache_dir() -> Path:
@@ -86,4 +104,5 @@ def cache_dir() -> Path:
 
 
 def bin_dir() -> Path:
+    """Binaries are named by version inside (kserve-manager is built into the same folder)."""
     return cache_dir() / "bin"

@@ -46,6 +46,7 @@ INGRESS = ChildKind("networking.k8s.io/v1", "Ingress", "ingresses")
 HPA = ChildKind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
 SCALED_OBJECT = ChildKind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
 INFERENCE_SERVICE = ChildKind("serving.kserve.io/v1beta1", "InferenceService", "inferenceservices")
+KNATIVE_SERVICE = ChildKind("serving.knative.dev/v1", "Service", "services")  # read: is Knative installed?
 POD = ChildKind("v1", "Pod", "pods")
 NODE = ChildKind("v1", "Node", "nodes", namespaced=False)
 EVENT = ChildKind("v1", "Event", "events")

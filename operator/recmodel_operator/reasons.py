@@ -21,6 +21,8 @@ NAME_TOO_LONG: Final = "NameTooLong"
 KSERVE_NOT_INSTALLED: Final = "KServeNotInstalled"
 KEDA_NOT_INSTALLED: Final = "KEDANotInstalled"
 KIND_NOT_INSTALLED: Final = "KindNotInstalled"
+KNATIVE_NOT_INSTALLED: Final = "KnativeNotInstalled"
+DEPLOYMENT_MODE_FIXED: Final = "DeploymentModeFixed"
 
 # Schedulable
 NODES_AVAILABLE: Final = "NodesAvailable"
@@ -32,5 +34,14 @@ FINALIZER_REMOVED: Final = "FinalizerRemoved"
 
 # Problems that a change of spec (or an install) fixes; retrying does not.
 SPEC_PROBLEMS: Final = frozenset(
-    {CHILD_REJECTED, INVALID_SPEC, NAME_TOO_LONG, KSERVE_NOT_INSTALLED, KEDA_NOT_INSTALLED, KIND_NOT_INSTALLED}
+    {
+        CHILD_REJECTED,
+        INVALID_SPEC,
+        NAME_TOO_LONG,
+        KSERVE_NOT_INSTALLED,
+        KEDA_NOT_INSTALLED,
+        KIND_NOT_INSTALLED,
+        KNATIVE_NOT_INSTALLED,
+        DEPLOYMENT_MODE_FIXED,
+    }
 )

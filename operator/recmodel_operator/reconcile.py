@@ -13,11 +13,12 @@ from pydantic import ValidationError
 
 from recmodel_operator import reasons
 from recmodel_operator.drift import conflicting_lists, contains, pointer, value_at
-from recmodel_operator.kinds import INFERENCE_SERVICE, RECMODEL, SCALED_OBJECT, ChildKind, kind_of
+from recmodel_operator.kinds import INFERENCE_SERVICE, KNATIVE_SERVICE, RECMODEL, SCALED_OBJECT, ChildKind, kind_of
 from recmodel_operator.kube import ApiError, Kube
 from recmodel_operator.render.autoscaling import DEFAULT_PROMETHEUS_URL
 from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE, Owner, RenderContext
 from recmodel_operator.render.desired import HASH_ANNOTATION, render_children
+from recmodel_operator.render.inference_service import DEPLOYMENT_MODE_ANNOTATION, deployment_mode, knative_features
 from recmodel_operator.spec import RecModelSpec
 from recmodel_operator.status import Observation, compute_status, failed_status, same_status, stamp
 
@@ -96,6 +97,35 @@ def _check_kinds_served(view: View, children: list[Obj]) -> None:
         if not view.served(kind):
             reason, hint = _MISSING_KIND_HINTS.get(kind, (reasons.KIND_NOT_INSTALLED, "install its CRD"))
             raise SpecError(reason, f"the cluster does not serve {kind}: {hint}")
+
+
+def _check_kserve_mode(view: View, context: RenderContext) -> None:
+    """KServe's deployment mode is chosen once per InferenceService (its webhook refuses a change),
+    and its Knative mode needs Knative Serving installed."""
+    spec, owner = context.spec, context.owner
+    if spec.backend != "kserve":
+        return
+    needs = knative_features(spec)
+    if needs and not view.served(KNATIVE_SERVICE):
+        raise SpecError(
+            reasons.KNATIVE_NOT_INSTALLED,
+            f"{' and '.join(needs)} need KServe's Knative mode, and Knative Serving is not installed: install it, "
+            "or use autoscaling.metric cpu, memory or latency (or minReplicas = maxReplicas) without a canary",
+        )
+    live = view.child(INFERENCE_SERVICE, owner.namespace, owner.name)
+    if live is None:
+        return
+    current = (live.get("status") or {}).get("deploymentMode") or live["metadata"].get("annotations", {}).get(
+        DEPLOYMENT_MODE_ANNOTATION
+    )
+    legacy = {"RawDeployment": "Standard", "Serverless": "Knative"}
+    current = legacy.get(str(current), current)
+    if current and current != deployment_mode(spec):
+        raise SpecError(
+            reasons.DEPLOYMENT_MODE_FIXED,
+            f"the InferenceService runs in KServe's {current} mode, which KServe never changes on an existing "
+            f"InferenceService; this spec needs {deployment_mode(spec)} mode: delete the RecModel and apply it again",
+        )
 
 
 def child_key(obj: Obj) -> ChildKey:
@@ -237,6 +267,7 @@ def reconcile(
         )
         children = render_children(context, settings.prometheus_url)
         _check_kinds_served(view, children)
+        _check_kserve_mode(view, context)
         _apply_children(kube, view, children, memory, outcome)
         _prune(kube, view, owner, children, outcome)
     except SpecError as error:

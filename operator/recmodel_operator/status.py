@@ -92,8 +92,8 @@ def _replicas(context: RenderContext, children: list[Obj]) -> tuple[int, int]:
 
 def _url(context: RenderContext, children: list[Obj]) -> str | None:
     isvc = _find(children, "InferenceService")
-    if isvc is not None:
-        url = isvc.get("status", {}).get("url")
+    if context.spec.backend == "kserve":
+        url = (isvc or {}).get("status", {}).get("url")  # what KServe reports, once it does
         return str(url) if url else None
     ingress = _find(children, "Ingress")
     if ingress is not None:

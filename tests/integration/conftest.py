@@ -5,14 +5,32 @@ from pathlib import Path
 
 import pytest
 
-from devcluster.fixtures import Tools
-from devcluster.testing import OperatorProcess, install_crds, operator_identity, running_operator
+from devcluster.fixtures import Tools, bare_cluster
+from devcluster.testing import (
+    OperatorProcess,
+    install_crds,
+    install_recmodel_runtime,
+    operator_identity,
+    running_operator,
+)
 
 
 @pytest.fixture(scope="session")
-def crds(cluster: Tools) -> Tools:
+def crds(cluster: Tools) -> Iterator[Tools]:
+    """Our CRD and runtime (KServe's come with its controller), KEDA's and Prometheus' CRDs.
+    The runtime goes again afterwards: the e2e test installs it with the chart."""
     install_crds(cluster)
-    return cluster
+    install_recmodel_runtime(cluster)
+    yield cluster
+    cluster.kubectl_run("delete", "clusterservingruntime", "recmodel", "--ignore-not-found")
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tools]:
+    """A second cluster with neither KServe nor KEDA: only our CRD."""
+    with bare_cluster(tmp_path_factory.mktemp("bare-cluster")) as tools:
+        install_crds(tools, third_party=False)
+        yield tools
 
 
 @pytest.fixture(scope="session")

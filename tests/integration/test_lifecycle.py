@@ -18,9 +18,9 @@ from devcluster.testing import (
     condition,
     get_json,
     install_crds,
+    operator_identity,
     recmodel,
     sample,
-    uninstall_third_party_crds,
     wait_for,
     wait_phase,
 )
@@ -125,13 +125,14 @@ def _children_consistent(tools: Tools, namespace: str, names: list[str]) -> None
 
 
 def test_bulk_applies_converge_without_kserve_or_keda_even_when_the_operator_is_killed(
-    crds: Tools, new_operator: Any
+    bare: Tools, tmp_path: Path
 ) -> None:
-    tools = crds
-    uninstall_third_party_crds(tools)
+    """On a cluster with neither KServe nor KEDA (a second control plane), as the chart's identity."""
+    tools = bare
+    kubeconfig = operator_identity(tools, tmp_path / "bare-kubeconfig")
+    operator = OperatorProcess(tools, tmp_path / "bare-operator.log", kubeconfig)
     try:
         with temporary_namespace(tools, prefix="bulk") as calm, temporary_namespace(tools, prefix="kill") as killed:
-            operator = new_operator()
             operator.start()
             names = [f"bulk-{i:03d}" for i in range(100)]
             started = time.monotonic()
@@ -156,16 +157,21 @@ def test_bulk_applies_converge_without_kserve_or_keda_even_when_the_operator_is_
             ready = condition(failed, "Ready")
             assert ready is not None and ready["reason"] == "KServeNotInstalled"
             assert "backend: standalone" in ready["message"]
+            latency = _standalone("latency")
+            latency["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 3, "metric": "latency", "target": 20}
+            apply(tools, calm, latency)
+            assert condition(wait_phase(tools, calm, "latency", "Failed"), "Ready")["reason"] == "KEDANotInstalled"  # type: ignore[index]
             assert _error_lines(operator.log()) == []
-            # KServe's CRDs arrive later: the operator notices through its CRD watch.
+            # KEDA's CRD arrives later: the operator notices through its CRD watch.
             install_crds(tools)
             wait_for(
-                lambda: get_json(tools, "inferenceservice", kserve["metadata"]["name"], "-n", calm),
+                lambda: get_json(tools, "scaledobject", "latency-predictor", "-n", calm),
                 timeout=30,
-                what="InferenceService once KServe's CRD exists",
+                what="ScaledObject once KEDA's CRD exists",
             )
     finally:
-        install_crds(tools)
+        operator.stop()
+        print(operator.log()[-3000:])
 
 
 def test_two_replicas_one_leads_and_the_other_takes_over(crds: Tools, new_operator: Any, namespace: str) -> None:

@@ -43,7 +43,7 @@ def test_kserve_backend_renders_an_inference_service_the_kserve_way() -> None:
         "cpu",
         70,
     )
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
 
 
 def test_every_child_is_owned_and_labelled() -> None:

@@ -17,21 +17,34 @@ HPA_METRICS = ("cpu", "memory")
 KNATIVE_METRICS = ("concurrency", "rps")
 
 
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+STANDARD, KNATIVE = "Standard", "Knative"  # KServe 0.20's names (formerly RawDeployment, Serverless)
+
+
 def predictor_deployment_name(name: str) -> str:
-    """The Deployment KServe creates for the predictor in RawDeployment mode."""
+    """The Deployment KServe creates for the predictor in Standard mode."""
     return f"{name}-predictor"
 
 
+def knative_features(spec: RecModelSpec) -> list[str]:
+    """What in the spec only KServe's Knative mode can do (empty: Standard mode serves it)."""
+    needs = []
+    scales = spec.autoscaling.min_replicas != spec.autoscaling.max_replicas
+    if scales and spec.autoscaling.metric in KNATIVE_METRICS:
+        needs.append(f"autoscaling.metric {spec.autoscaling.metric}")
+    if spec.canary is not None:
+        needs.append("canary")
+    return needs
+
+
 def deployment_mode(spec: RecModelSpec) -> str:
-    """concurrency/rps and canaries need Knative (Serverless); cpu/memory/latency run as raw Deployments."""
-    if spec.autoscaling.metric in KNATIVE_METRICS or spec.canary is not None:
-        return "Serverless"
-    return "RawDeployment"
+    """Standard (raw Deployments; cpu/memory/latency scaling) unless a Knative feature is asked for."""
+    return KNATIVE if knative_features(spec) else STANDARD
 
 
 def _annotations(spec: RecModelSpec) -> dict[str, str]:
-    annotations = {"serving.kserve.io/deploymentMode": deployment_mode(spec)}
-    if deployment_mode(spec) == "RawDeployment":
+    annotations = {DEPLOYMENT_MODE_ANNOTATION: deployment_mode(spec)}
+    if deployment_mode(spec) == STANDARD:
         # latency is scaled by our own KEDA ScaledObject; KServe must not add an HPA of its own.
         annotations["serving.kserve.io/autoscalerClass"] = (
             "hpa" if spec.autoscaling.metric in HPA_METRICS else "external"
