@@ -1,7 +1,7 @@
 """`make demo`: from nothing to ranked products through an ingress, on the local control plane.
 
 1. start the control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes)
-2. install KServe's CRDs, then `helm install` the RecModel chart
+2. KServe runs in the cluster (its controller and webhooks); `helm install` the RecModel chart
 3. run the operator (as a local process, with the chart's ServiceAccount token)
 4. train and package a small model
 5. `kubectl apply` two samples (a CPU ranker and an A100 ranker) and wait until Ready
@@ -32,7 +32,7 @@ from recmodel_handlers.client import predict
 from recmodel_handlers.samples import make_request
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = ("04-standalone-hpa.yaml", "07-gpu-standalone.yaml")
+SAMPLES = ("04-standalone-hpa.yaml", "07-gpu-standalone.yaml", "01-cpu-kserve.yaml")
 NAMESPACE = "shop"
 
 
@@ -84,7 +84,7 @@ def run(keep: bool) -> None:
         tools = Tools(kubeconfig=info.kubeconfig, kubectl=info.bin_dir / "kubectl", helm=info.bin_dir / "helm")
         kubectl(tools, "get", "nodes", "-L", "nvidia.com/gpu.product")
 
-        step(2, "KServe CRDs, then helm install of the RecModel chart")
+        step(2, "KServe's controller runs in the cluster; helm install of the RecModel chart (and its runtime)")
         install_crds(tools)
         tools.helm_run(
             "upgrade",
@@ -133,7 +133,7 @@ def run(keep: bool) -> None:
             stack.callback(lambda: tools.kubectl_run("delete", "namespace", NAMESPACE, "--wait=false", check=False))
         for sample in SAMPLES:
             kubectl(tools, "apply", "-n", NAMESPACE, "-f", str(REPO / "manifests" / "samples" / sample))
-        names = ["category-ranker", "gpu-home-feed"]
+        names = ["category-ranker", "gpu-home-feed", "search-ranker-cpu"]
         for name in names:
             wait_for(functools.partial(_is_ready, tools, name), timeout=120, what=f"{name} Ready")
         kubectl(tools, "get", "recmodels", "-n", NAMESPACE)
@@ -147,11 +147,12 @@ def run(keep: bool) -> None:
             "custom-columns=POD:.metadata.name,NODE:.spec.nodeName,GPUS:.spec.containers[0].resources.limits.nvidia\\.com/gpu,STATUS:.status.phase",
         )
         kubectl(tools, "get", "ingress", "-n", NAMESPACE)
+        kubectl(tools, "get", "inferenceservices", "-n", NAMESPACE)  # Ready as KServe's controller reports it
 
         step(6, "Model servers started with the exact command the operator rendered")
         routes: dict[str, str] = {}  # ingress host -> local server
         model_of: dict[str, str] = {}  # ingress host -> model name
-        for name in names:
+        for name in names[:2]:  # the standalone ones (the KServe one is shown by KServe's status)
             argv = rendered_server_command(tools, f"{name}-predictor")
             print("pod command:   " + " ".join(argv))
             local = localize(argv, model_dir)
