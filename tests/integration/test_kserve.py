@@ -69,8 +69,10 @@ def test_gpu_placement_reaches_the_deployment_kserve_creates(operator: OperatorP
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     wait_phase(tools, namespace, "home-feed-ranker", "Ready")
     wait_for(  # minReplicas 2: KServe's HPA scales the Deployment it made up to 2
-        lambda: (get_json(tools, "recmodel", "home-feed-ranker", "-n", namespace)["status"]["replicas"])
-        == {"desired": 2, "ready": 2},
+        lambda: (
+            (get_json(tools, "recmodel", "home-feed-ranker", "-n", namespace)["status"]["replicas"])
+            == {"desired": 2, "ready": 2}
+        ),
         what="2 of 2 replicas ready",
     )
     pods = get_json(tools, "pods", "-n", namespace, "-l", "serving.kserve.io/inferenceservice=home-feed-ranker")

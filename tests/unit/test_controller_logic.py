@@ -195,3 +195,37 @@ def test_a_stuck_reconcile_fails_the_health_check() -> None:
         controller.health()
     controller.queue.done("ns/r")
     assert controller.health()["queue"] == 0
+
+
+class _View:
+    """The cache as a reconcile reads it, with one live InferenceService and a set of served kinds."""
+
+    def __init__(self, live: dict[str, Any] | None, served: set[str]) -> None:
+        self.live, self.kinds = live, served
+
+    def child(self, kind: Any, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.live if kind.kind == "InferenceService" else None
+
+    def served(self, kind: Any) -> bool:
+        return kind.builtin or kind.group in self.kinds
+
+
+def test_kserve_modes_need_knative_and_never_switch() -> None:
+    from recmodel_operator.reconcile import _check_kserve_mode
+
+    def context(**spec: Any) -> RenderContext:
+        raw = {"model": {"storageUri": "s3://m/v1"}, **spec}
+        return RenderContext(owner=Owner("r", "ns", "uid-1"), spec=parse_spec("r", raw))
+
+    canary = {"canary": {"storageUri": "s3://m/v2"}}
+    scaled = {"autoscaling": {"minReplicas": 1, "maxReplicas": 4, "metric": "rps", "target": 50}}
+    with pytest.raises(SpecError) as error:
+        _check_kserve_mode(_View(None, {"serving.kserve.io"}), context(**canary))  # type: ignore[arg-type]
+    assert error.value.reason == "KnativeNotInstalled"
+    # rps with a fixed replica count needs no autoscaler, so Standard mode serves it.
+    _check_kserve_mode(_View(None, set()), context(autoscaling={"metric": "rps"}))  # type: ignore[arg-type]
+    standard = {"metadata": {"annotations": {}}, "status": {"deploymentMode": "RawDeployment"}}
+    with pytest.raises(SpecError) as error:
+        _check_kserve_mode(_View(standard, {"serving.knative.dev"}), context(**scaled))  # type: ignore[arg-type]
+    assert error.value.reason == "DeploymentModeFixed" and "Standard" in error.value.message
+    _check_kserve_mode(_View(standard, set()), context())  # type: ignore[arg-type]
