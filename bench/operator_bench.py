@@ -23,25 +23,12 @@ from devcluster.testing import (
     install_crds,
     operator_api_requests,
     operator_identity,
+    small_standalone,
     wait_for,
     wait_until_quiet,
 )
 
 REST_SECONDS = 60
-
-
-def _recmodel(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "recmodel.dev/v1alpha1",
-        "kind": "RecModel",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"storageUri": f"s3://models/{name}/v1"},
-            "backend": "standalone",
-            "resources": {"cpu": "100m", "memory": "256Mi"},
-            "autoscaling": {"minReplicas": 1, "maxReplicas": 1},
-        },
-    }
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -109,7 +96,7 @@ def run_batch(tools: Tools, operator: OperatorProcess, count: int) -> dict[str, 
             namespace,
             "-f",
             "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [_recmodel(n) for n in names]}),
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [small_standalone(n) for n in names]}),
         )
         applied = time.monotonic() - applied_at  # kubectl creates a List's objects one at a time
         wait_for(lambda: len(ready.seen) >= count, timeout=900, interval=1, what=f"{count} RecModels Ready")

@@ -96,6 +96,21 @@ def sample(name: str) -> dict[str, Any]:
     return dict(yaml.safe_load((REPO_ROOT / "manifests" / "samples" / name).read_text()))
 
 
+def small_standalone(name: str) -> dict[str, Any]:
+    """The smallest useful RecModel: one standalone replica, no autoscaler (bulk tests, benchmarks)."""
+    return {
+        "apiVersion": "recmodel.dev/v1alpha1",
+        "kind": "RecModel",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"storageUri": f"s3://models/{name}/v1"},
+            "backend": "standalone",
+            "resources": {"cpu": "100m", "memory": "256Mi"},
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 1, "metric": "cpu", "target": 70},
+        },
+    }
+
+
 def apply(tools: Tools, namespace: str, obj: dict[str, Any], check: bool = True) -> Any:
     return tools.kubectl_run("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj), check=check)
 

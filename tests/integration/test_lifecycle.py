@@ -21,6 +21,7 @@ from devcluster.testing import (
     operator_identity,
     recmodel,
     sample,
+    small_standalone,
     wait_for,
     wait_phase,
 )
@@ -28,22 +29,8 @@ from devcluster.testing import (
 pytestmark = pytest.mark.cluster
 
 
-def _standalone(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "recmodel.dev/v1alpha1",
-        "kind": "RecModel",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"storageUri": f"s3://models/{name}/v1"},
-            "backend": "standalone",
-            "resources": {"cpu": "100m", "memory": "256Mi"},
-            "autoscaling": {"minReplicas": 1, "maxReplicas": 1, "metric": "cpu", "target": 70},
-        },
-    }
-
-
 def _apply_all(tools: Tools, namespace: str, names: list[str]) -> None:
-    listing = {"apiVersion": "v1", "kind": "List", "items": [_standalone(n) for n in names]}
+    listing = {"apiVersion": "v1", "kind": "List", "items": [small_standalone(n) for n in names]}
     apply(tools, namespace, listing)
 
 
@@ -98,7 +85,7 @@ def test_deleting_recmodels_and_their_namespace_never_waits_for_the_operator(
 
 def test_a_finalizer_left_by_an_older_operator_is_removed(crds: Tools, new_operator: Any, namespace: str) -> None:
     tools = crds
-    obj = _standalone("legacy")
+    obj = small_standalone("legacy")
     obj["metadata"]["finalizers"] = ["recmodel.dev/finalizer"]
     apply(tools, namespace, obj)
     operator = new_operator()
@@ -157,7 +144,7 @@ def test_bulk_applies_converge_without_kserve_or_keda_even_when_the_operator_is_
             ready = condition(failed, "Ready")
             assert ready is not None and ready["reason"] == "KServeNotInstalled"
             assert "backend: standalone" in ready["message"]
-            latency = _standalone("latency")
+            latency = small_standalone("latency")
             latency["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 3, "metric": "latency", "target": 20}
             apply(tools, calm, latency)
             assert condition(wait_phase(tools, calm, "latency", "Failed"), "Ready")["reason"] == "KEDANotInstalled"  # type: ignore[index]
@@ -185,14 +172,14 @@ def test_two_replicas_one_leads_and_the_other_takes_over(crds: Tools, new_operat
 
     leader = wait_for(lambda: len(leaders()) == 1 and leaders()[0], timeout=30, what="one leader")
     standby = second if leader is first else first
-    apply(tools, namespace, _standalone("ha-1"))
+    apply(tools, namespace, small_standalone("ha-1"))
     wait_phase(tools, namespace, "ha-1", "Ready")
     lease = get_json(tools, "lease", "recmodel-operator", "-n", "recmodel-test")
     assert lease["spec"]["holderIdentity"]
 
     leader.kill()  # no clean step-down: the standby waits out the lease
     killed_at = time.monotonic()
-    apply(tools, namespace, _standalone("ha-2"))
+    apply(tools, namespace, small_standalone("ha-2"))
     wait_phase(tools, namespace, "ha-2", "Ready", timeout=60)
     print(f"standby reconciled {time.monotonic() - killed_at:.1f}s after the leader was killed")
     assert time.monotonic() - killed_at < 30
@@ -201,7 +188,7 @@ def test_two_replicas_one_leads_and_the_other_takes_over(crds: Tools, new_operat
     leader.start()  # back as the standby; a clean stop of the leader hands over at once
     standby.stop()
     stopped_at = time.monotonic()
-    apply(tools, namespace, _standalone("ha-3"))
+    apply(tools, namespace, small_standalone("ha-3"))
     wait_phase(tools, namespace, "ha-3", "Ready", timeout=60)
     print(f"handed over {time.monotonic() - stopped_at:.1f}s after a clean stop")
     assert time.monotonic() - stopped_at < 15
