@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,12 @@ from devcluster.testing import (
 )
 
 REST_SECONDS = 60
+APPLIERS = 4
+
+
+def _apply_list(tools: Tools, namespace: str, names: list[str]) -> None:
+    listing = {"apiVersion": "v1", "kind": "List", "items": [small_standalone(n) for n in names]}
+    tools.kubectl_run("apply", "-n", namespace, "-f", "-", stdin=json.dumps(listing))
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -90,15 +97,12 @@ def run_batch(tools: Tools, operator: OperatorProcess, count: int) -> dict[str, 
         time.sleep(1)
         requests_before = operator_api_requests(tools)
         applied_at = time.monotonic()
-        tools.kubectl_run(
-            "apply",
-            "-n",
-            namespace,
-            "-f",
-            "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [small_standalone(n) for n in names]}),
-        )
-        applied = time.monotonic() - applied_at  # kubectl creates a List's objects one at a time
+        # kubectl creates a List's objects one at a time (about 12 per second here): four kubectl
+        # processes at once, as a CI job or several teams would, so that creation is not the limit.
+        slices = [part for i in range(APPLIERS) if (part := names[i::APPLIERS])]
+        with ThreadPoolExecutor(APPLIERS) as pool:
+            list(pool.map(lambda part: _apply_list(tools, namespace, part), slices))
+        applied = time.monotonic() - applied_at
         wait_for(lambda: len(ready.seen) >= count, timeout=900, interval=1, what=f"{count} RecModels Ready")
         all_ready = max(ready.seen.values()) - applied_at
         time.sleep(3)

@@ -108,7 +108,7 @@ def operator_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "**Operator on the local control plane** (standalone backend; API requests counted by the API server)",
         "",
-        "| RecModels applied at once | created->children p50 s | p99 s | kubectl apply s | apply->all Ready s "
+        "| RecModels applied at once | created->children p50 s | p99 s | 4 kubectl applies s | apply->all Ready s "
         "| API requests per RecModel | operator RSS MB | at rest: requests per RecModel per min | at rest: writes/min "
         "| at rest: CPU % of a core |",
         "|---|---|---|---|---|---|---|---|---|---|",
