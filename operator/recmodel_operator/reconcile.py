@@ -155,16 +155,33 @@ def _rejected(child: Obj, error: ApiError) -> Exception:
     return SpecError(reasons.CHILD_REJECTED, f"{_label(child)}: {error.message}")
 
 
+def _roll_back(kube: Kube, created: list[Obj], memory: MutableMapping[ChildKey, tuple[str, str]]) -> None:
+    """Deletes the children this pass created, so that a rejected spec leaves nothing half-way."""
+    for obj in created:
+        meta = obj["metadata"]
+        kube.delete(kind_of(obj), meta["namespace"], meta["name"], uid=meta.get("uid"))
+        memory.pop(child_key(obj), None)
+
+
 def _apply_children(
-    kube: Kube, view: View, children: list[Obj], memory: MutableMapping[ChildKey, tuple[str, str]], outcome: Outcome
+    kube: Kube,
+    view: View,
+    children: list[Obj],
+    memory: MutableMapping[ChildKey, tuple[str, str]],
+    outcome: Outcome,
+    *,
+    careful: bool,
 ) -> None:
+    """Applies what needs it. A first creation goes ahead optimistically and rolls back if the
+    API server rejects a child; other multi-child changes (and a spec already rejected once:
+    `careful`) are dry-run first, so that a rejected spec never disturbs what runs."""
     plan = [
         (child, live)
         for child in children
         if needs_apply(child, live := view.child(kind_of(child), *child_key(child)[1:]), memory)
     ]
-    if len(plan) > 1:
-        # Every child must pass the API server's validation before any is written.
+    creating = not careful and all(live is None for _, live in plan)
+    if len(plan) > 1 and not creating:
         for child, _ in plan:
             try:
                 kube.apply(child, dry_run=True)
@@ -172,6 +189,7 @@ def _apply_children(
                 if error.temporary:
                     raise
                 raise _rejected(child, error) from error
+    created: list[Obj] = []
     for child, live in plan:
         if live is not None and (paths := conflicting_lists(live, child)):
             operations: list[Obj] = [
@@ -189,8 +207,13 @@ def _apply_children(
             result = kube.apply(child)
         except ApiError as error:
             if error.temporary:
-                raise
+                raise  # the next try carries on where this one stopped
+            if creating:
+                _roll_back(kube, created, memory)
+                outcome.applied.clear()
             raise _rejected(child, error) from error
+        if creating:
+            created.append(result)
         memory[child_key(child)] = (
             child["metadata"]["annotations"][HASH_ANNOTATION],
             str(result["metadata"].get("resourceVersion", "")),
@@ -238,6 +261,14 @@ def _remove_legacy_finalizer(kube: Kube, body: Obj) -> bool:
     return True
 
 
+def _rejected_before(previous: Obj, owner: Owner) -> bool:
+    """Did the API server already reject a child of this very generation?"""
+    for condition in previous.get("conditions") or []:
+        if condition.get("type") == "Reconciled" and condition.get("reason") == reasons.CHILD_REJECTED:
+            return bool(previous.get("observedGeneration") == owner.generation)
+    return False
+
+
 def owner_of(body: Obj) -> Owner:
     meta = body["metadata"]
     return Owner(
@@ -268,7 +299,7 @@ def reconcile(
         children = render_children(context, settings.prometheus_url)
         _check_kinds_served(view, children)
         _check_kserve_mode(view, context)
-        _apply_children(kube, view, children, memory, outcome)
+        _apply_children(kube, view, children, memory, outcome, careful=_rejected_before(previous, owner))
         _prune(kube, view, owner, children, outcome)
     except SpecError as error:
         outcome.problem = (error.reason, error.message)

@@ -297,3 +297,24 @@ def test_at_rest_the_operator_sends_almost_nothing(operator: OperatorProcess, na
     # At most one request per RecModel per 5 minutes besides the watches (which run for 5 minutes).
     assert spent["total"] <= max(2, count / 5), spent
     assert recmodel(tools, namespace, "rest-00")
+
+
+def test_a_first_creation_rejected_halfway_is_rolled_back_and_not_retried(
+    operator: OperatorProcess, namespace: str
+) -> None:
+    """Creations go ahead without dry-runs; when a later child is refused, the earlier ones go."""
+    tools = operator.tools
+    obj = _standalone("half", ingress={"enabled": True, "host": "Not_A_Valid_Host"})
+    apply(tools, namespace, obj)
+    failed = wait_phase(tools, namespace, "half", "Failed", timeout=30)
+    ready = condition(failed, "Ready")
+    assert ready is not None and ready["reason"] == "ChildRejected" and "Ingress/half" in ready["message"]
+    for kind in ("deployments", "services", "ingresses"):
+        wait_for(lambda k=kind: get_json(tools, k, "-n", namespace)["items"] == [], timeout=10, what=f"no {kind}")
+    wait_until_quiet(tools)
+    before = operator_api_requests(tools)
+    time.sleep(10)
+    assert operator_api_requests(tools)["writes"] == before["writes"], "a rejected spec must not be retried in a loop"
+    obj["spec"]["ingress"] = {"enabled": True}
+    apply(tools, namespace, obj)
+    wait_phase(tools, namespace, "half", "Ready")
