@@ -137,8 +137,9 @@ def operator_only() -> None:
     work.mkdir(parents=True, exist_ok=True)
     with running_cluster() as tools:
         rows = operator_bench.run(tools, work, counts=OPERATOR_COUNTS)
-    (RESULTS / "operator.json").write_text(json.dumps(rows, indent=2))
-    table = report.operator_table(rows)
+    killed = operator_bench.run_killed(work)
+    (RESULTS / "operator.json").write_text(json.dumps({"batches": rows, "killed": killed}, indent=2))
+    table = report.operator_table(rows, killed)
     (RESULTS / "operator.md").write_text(table)
     print(table)
 
@@ -210,6 +211,7 @@ def main() -> None:
         print(f"== operator ({time.monotonic() - started:.0f}s)", flush=True)
         with running_cluster() as tools:
             results["operator"] = operator_bench.run(tools, work, counts=OPERATOR_COUNTS)
+        results["operator_killed"] = operator_bench.run_killed(work)
     results["seconds"] = time.monotonic() - started
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2))
     table = report.markdown(results)

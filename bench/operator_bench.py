@@ -21,6 +21,7 @@ import psutil
 from devcluster.fixtures import Tools, temporary_namespace
 from devcluster.testing import (
     OperatorProcess,
+    get_json,
     install_crds,
     operator_api_requests,
     operator_identity,
@@ -147,3 +148,46 @@ def run(tools: Tools, work: Path, counts: tuple[int, ...]) -> list[dict[str, Any
         return [run_batch(tools, operator, count) for count in counts]
     finally:
         operator.stop()
+
+
+def run_killed(work: Path, count: int = 1000, kill_after_s: float = 5.0) -> dict[str, Any]:
+    """`count` RecModels on a cluster with neither KServe nor KEDA, the operator SIGKILLed while
+    they are being created and started again: do all converge, with no child lost or doubled?"""
+    from devcluster.fixtures import bare_cluster
+
+    with bare_cluster(work / "bare-cluster") as tools:
+        install_crds(tools, third_party=False)
+        kubeconfig = operator_identity(tools, work / "bare-kubeconfig")
+        operator = OperatorProcess(tools, work / "operator-killed.log", kubeconfig)
+        operator.start()
+        try:
+            with temporary_namespace(tools, prefix="killed") as namespace:
+                names = [f"ranker-{i:04d}" for i in range(count)]
+                ready = _Follow(
+                    tools, namespace, "recmodels", "NAME:.metadata.name,PHASE:.status.phase", wanted="Ready"
+                )
+                started = time.monotonic()
+                slices = [part for i in range(APPLIERS) if (part := names[i::APPLIERS])]
+                with ThreadPoolExecutor(APPLIERS + 1) as pool:
+                    applies = pool.map(lambda part: _apply_list(tools, namespace, part), slices)
+                    time.sleep(kill_after_s)
+                    operator.kill()
+                    operator.start()
+                    list(applies)
+                wait_for(lambda: len(ready.seen) >= count, timeout=900, interval=1, what=f"{count} Ready after a kill")
+                ready.stop()
+                deployments = get_json(tools, "deployments", "-n", namespace)["items"]
+                owners = {d["metadata"]["ownerReferences"][0]["name"] for d in deployments}
+                log = operator.log()
+                result = {
+                    "recmodels": count,
+                    "killed_after_s": kill_after_s,
+                    "all_ready_s": max(ready.seen.values()) - started,
+                    "deployments": len(deployments),
+                    "deployments_without_their_recmodel": len(owners - set(names)),
+                    "error_lines": sum(1 for line in log.splitlines() if " ERROR " in line or "Traceback" in line),
+                }
+                print(json.dumps(result), flush=True)
+                return result
+        finally:
+            operator.stop()

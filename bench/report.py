@@ -73,7 +73,7 @@ def markdown(results: dict[str, Any]) -> str:
         for t in results["targets"]:
             lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |")
     if results.get("operator"):
-        lines += ["", operator_table(results["operator"])]
+        lines += ["", operator_table(results["operator"], results.get("operator_killed"))]
     return "\n".join(lines) + "\n"
 
 
@@ -103,7 +103,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def operator_table(rows: list[dict[str, Any]]) -> str:
+def operator_table(rows: list[dict[str, Any]], killed: dict[str, Any] | None = None) -> str:
     """The operator's figures; API requests are the API server's count of the operator's identity."""
     lines = [
         "**Operator on the local control plane** (standalone backend; API requests counted by the API server)",
@@ -120,4 +120,12 @@ def operator_table(rows: list[dict[str, Any]]) -> str:
             f"| {r['rest_requests_per_recmodel_per_minute']:.3f} | {r['rest_writes_per_minute']:.0f} "
             f"| {r['rest_cpu_percent_of_a_core']:.1f} |"
         )
+    if killed:
+        lines += [
+            "",
+            f"{killed['recmodels']:,} RecModels on a cluster without KServe or KEDA, the operator SIGKILLed "
+            f"{killed['killed_after_s']:.0f} s into the apply and restarted: all Ready after {killed['all_ready_s']:.1f} s, "
+            f"{killed['deployments']:,} Deployments ({killed['deployments_without_their_recmodel']} orphaned), "
+            f"{killed['error_lines']} ERROR lines in the operator's log.",
+        ]
     return "\n".join(lines) + "\n"
