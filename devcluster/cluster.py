@@ -162,12 +162,16 @@ def _add_nodes(layout: Layout) -> None:
     _wait("nodes", lambda: _nodes_ready(layout), timeout=60, log_file=layout.logs / "kwok.log")
 
 
-def _crds_established(layout: Layout) -> bool:
+def _kubectl_ok(layout: Layout, *args: str) -> bool:
     try:
-        _kubectl(layout, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+        _kubectl(layout, *args)
     except RuntimeError:
         return False
     return True
+
+
+def _crds_established(layout: Layout) -> bool:
+    return _kubectl_ok(layout, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
 
 
 def _prepare_kserve(layout: Layout) -> None:
@@ -194,11 +198,7 @@ def _nodes_ready(layout: Layout) -> bool:
 
 
 def _default_service_account(layout: Layout) -> bool:
-    try:
-        _kubectl(layout, "get", "serviceaccount", "default", "-n", "default")
-    except RuntimeError:
-        return False
-    return True
+    return _kubectl_ok(layout, "get", "serviceaccount", "default", "-n", "default")
 
 
 def up(layout: Layout | None = None, *, with_kserve: bool = True) -> ClusterInfo:

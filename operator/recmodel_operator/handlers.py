@@ -24,10 +24,10 @@ from recmodel_operator.reconcile import Settings
 class Options:
     settings: Settings = field(default_factory=Settings)
     workers: int = 4
-    resync_seconds: float = float(os.environ.get("RECMODEL_RESYNC_SECONDS", "300"))
-    stuck_seconds: float = float(os.environ.get("RECMODEL_STUCK_SECONDS", "120"))
+    resync_seconds: float = 300.0
+    stuck_seconds: float = 120.0
     leader_election: bool = True
-    lease_namespace: str = os.environ.get("POD_NAMESPACE", "default")
+    lease_namespace: str = "default"
     lease_name: str = "recmodel-operator"
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 

@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="safety-net resync of every RecModel (changes arrive through watches)",
     )
     parser.add_argument(
+        "--stuck-seconds",
+        type=float,
+        default=float(env("RECMODEL_STUCK_SECONDS", "120")),
+        help="a reconcile running longer fails the liveness probe",
+    )
+    parser.add_argument(
         "--leader-election",
         action=argparse.BooleanOptionalAction,
         default=env("RECMODEL_LEADER_ELECTION", "true") == "true",
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             settings=settings,
             workers=args.workers,
             resync_seconds=args.resync_seconds,
+            stuck_seconds=args.stuck_seconds,
             leader_election=args.leader_election,
             lease_namespace=args.lease_namespace,
         )

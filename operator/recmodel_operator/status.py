@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recmodel_operator import reasons
+from recmodel_operator.quantity import parse_quantity
 from recmodel_operator.render.context import RenderContext
 from recmodel_operator.render.pod import GPU_PRODUCT_LABEL, GPU_RESOURCE
 from recmodel_operator.spec import RecModelSpec
@@ -51,11 +52,11 @@ def unschedulable_message(pods: list[Obj]) -> str | None:
     return None
 
 
-def _quantity(value: str) -> int:
+def _quantity(value: str) -> float:
     try:
-        return int(value)
+        return float(parse_quantity(value))
     except ValueError:
-        return 0
+        return 0.0
 
 
 def gpu_capacity_problem(spec: RecModelSpec, nodes: list[Obj]) -> str | None:

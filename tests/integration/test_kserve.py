@@ -120,14 +120,19 @@ def test_transformer_mode_gets_a_cpu_transformer_in_front_of_the_predictor(
     wait_phase(tools, namespace, "split-ranker", "Ready")
 
 
+def _serving_cpu_model(tools: Tools, namespace: str) -> tuple[dict[str, Any], int]:
+    """The CPU sample, Ready, and the generation of its InferenceService."""
+    obj = sample("01-cpu-kserve.yaml")
+    apply(tools, namespace, obj)
+    wait_phase(tools, namespace, "search-ranker-cpu", "Ready", timeout=90)
+    return obj, int(get_json(tools, "inferenceservice", "search-ranker-cpu", "-n", namespace)["metadata"]["generation"])
+
+
 def test_a_canary_needs_knative_and_the_running_version_keeps_serving(
     operator: OperatorProcess, namespace: str
 ) -> None:
     tools = operator.tools
-    obj = sample("01-cpu-kserve.yaml")
-    apply(tools, namespace, obj)
-    wait_phase(tools, namespace, "search-ranker-cpu", "Ready", timeout=90)
-    generation = get_json(tools, "inferenceservice", "search-ranker-cpu", "-n", namespace)["metadata"]["generation"]
+    obj, generation = _serving_cpu_model(tools, namespace)
     with_canary = copy.deepcopy(obj)
     with_canary["spec"]["canary"] = {"storageUri": "s3://models/search-ranker/v4", "trafficPercent": 10}
     apply(tools, namespace, with_canary)
@@ -152,10 +157,7 @@ def test_an_edit_kserves_webhook_refuses_is_reported_and_nothing_changes(
     operator: OperatorProcess, namespace: str
 ) -> None:
     tools = operator.tools
-    obj = sample("01-cpu-kserve.yaml")
-    apply(tools, namespace, obj)
-    wait_phase(tools, namespace, "search-ranker-cpu", "Ready", timeout=90)
-    before = get_json(tools, "inferenceservice", "search-ranker-cpu", "-n", namespace)["metadata"]["generation"]
+    obj, before = _serving_cpu_model(tools, namespace)
     edited = copy.deepcopy(obj)
     edited["spec"]["autoscaling"]["target"] = 150  # our CRD allows it; KServe's HPA validation does not
     apply(tools, namespace, edited)
