@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -289,6 +290,12 @@ class OperatorProcess:
         if wait:
             wait_for(self.healthy, timeout=60, what="operator health endpoint")
             wait_for(self.synced, timeout=90, what="operator caches synced")
+
+    @property
+    def identity(self) -> str:
+        """What this process writes into the Lease when it leads (the operator's own rule)."""
+        assert self.process is not None
+        return f"{socket.gethostname()}-{self.process.pid}"
 
     def health(self) -> dict[str, Any]:
         try:

@@ -82,6 +82,14 @@ def test_gpu_to_cpu_removes_the_gpu_limit_selector_and_toleration(operator: Oper
     assert "nodeSelector" not in pod_spec, pod_spec.get("nodeSelector")
     assert GPU_TOLERATION not in (pod_spec.get("tolerations") or [])
     wait_phase(tools, namespace, "shrink", "Ready")
+    # Events name the children acted on.
+    applied = [
+        e["message"]
+        for e in get_json(tools, "events", "-n", namespace, "--field-selector", "involvedObject.name=shrink")["items"]
+        if e["reason"] == "Applied"
+    ]
+    assert "applied Deployment/shrink-predictor, Service/shrink, Ingress/shrink" in applied, applied
+    assert "applied Deployment/shrink-predictor" in applied, applied
     pods = get_json(tools, "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=shrink")["items"]
     assert pods and all(
         p["spec"]["nodeName"].startswith("cpu-node") for p in pods if p["status"].get("phase") == "Running"
