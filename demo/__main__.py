@@ -150,7 +150,7 @@ def run(keep: bool) -> None:
         kubectl(tools, "get", "inferenceservices", "-n", NAMESPACE)  # Ready as KServe's controller reports it
 
         step(6, "Model servers started with the exact command the operator rendered")
-        routes: dict[str, str] = {}  # ingress host -> local server
+        routes: dict[str, list[str]] = {}  # ingress host -> local servers
         model_of: dict[str, str] = {}  # ingress host -> model name
         for name in names[:2]:  # the standalone ones (the KServe one is shown by KServe's status)
             argv = rendered_server_command(tools, f"{name}-predictor")
@@ -158,7 +158,7 @@ def run(keep: bool) -> None:
             local = localize(argv, model_dir)
             url = stack.enter_context(kserve_server(model_dir, name, work / f"{name}.log", argv=local))
             ingress = json.loads(tools.kubectl_run("get", "ingress", name, "-n", NAMESPACE, "-o", "json").stdout)
-            routes[ingress["spec"]["rules"][0]["host"]] = url
+            routes[ingress["spec"]["rules"][0]["host"]] = [url]
             model_of[ingress["spec"]["rules"][0]["host"]] = name
             print(f"local server:  {url} serves host {ingress['spec']['rules'][0]['host']}")
 

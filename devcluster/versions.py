@@ -32,6 +32,7 @@ KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
 KSERVE_VERSION = "v0.20.0"
 KSERVE_MODULE = "github.com/kserve/kserve"
+VEGETA_VERSION = "v12.13.0"
 
 
 def _kubernetes_ldflags(version: str) -> tuple[str, ...]:
@@ -84,6 +85,13 @@ COMPONENTS["kserve"] = Component(
     version=KSERVE_VERSION,
 )
 
+COMPONENTS["vegeta"] = Component(
+    module_dir="vegeta",
+    packages=("github.com/tsenart/vegeta/v12",),
+    binary_names=(f"vegeta-{VEGETA_VERSION}",),
+    version=VEGETA_VERSION,
+)
+
 BINARIES = (
     "kube-apiserver",
     "kube-controller-manager",
@@ -93,6 +101,7 @@ BINARIES = (
     "kwok",
     "helm",
     f"kserve-manager-{KSERVE_VERSION}",
+    f"vegeta-{VEGETA_VERSION}",
 )
 
 

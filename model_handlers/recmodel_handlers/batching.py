@@ -4,17 +4,41 @@ A batch closes when it holds `max_batch_size` requests, when `max_latency_ms` pa
 its first request, or at once when no other request is on its way (so a lone request never
 waits). Scoring runs on one worker thread, so the event loop keeps parsing new requests
 while the model computes.
+
+Admission: the batcher knows the work it holds (in candidates, say) and how fast it gets
+through work, so it can say how long a newcomer would wait. `admit` refuses work that would
+wait longer than a budget (the caller answers 503) unless nothing is waiting at all, so a
+replica under 4x its capacity answers the requests it takes as fast as it would unloaded,
+instead of answering all of them late. A request whose caller gave up (deadline) before its
+batch formed is dropped unscored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Overloaded(Exception):
+    """The work waiting would delay this request past the queue budget (HTTP 503)."""
+
+    def __init__(self, wait_seconds: float, budget_seconds: float, message: str = "") -> None:
+        super().__init__(
+            message
+            or f"busy: about {wait_seconds * 1000:.0f} ms of work is queued; the budget is {budget_seconds * 1000:.0f} ms"
+        )
+        self.wait_seconds = wait_seconds
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds, as the Retry-After header counts them."""
+        return max(1, math.ceil(self.wait_seconds))
 
 
 class MicroBatcher(Generic[T, R]):
@@ -25,15 +49,27 @@ class MicroBatcher(Generic[T, R]):
         max_latency_ms: float,
         in_flight: Callable[[], int] = lambda: 0,
         on_batch: Callable[[int], None] = lambda size: None,
+        weight: Callable[[T], float] = lambda item: 1.0,
     ) -> None:
         self._process = process
         self.max_batch_size = max(1, max_batch_size)
         self.max_latency = max(0.0, max_latency_ms) / 1000.0
         self._in_flight = in_flight
         self._on_batch = on_batch
+        self._weight = weight
+        self.queued_weight = 0.0  # submitted and not answered yet
+        self.rate: float | None = None  # weight per second, moving average over batches
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recmodel-score")
+
+    def estimated_wait(self) -> float:
+        return self.queued_weight / self.rate if self.rate else 0.0
+
+    def admit(self, budget_seconds: float) -> None:
+        wait = self.estimated_wait()
+        if self.queued_weight > 0 and wait > budget_seconds:
+            raise Overloaded(wait, budget_seconds)
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
@@ -42,8 +78,13 @@ class MicroBatcher(Generic[T, R]):
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._run())
         future: asyncio.Future[R] = loop.create_future()
+        weight = self._weight(item)
+        self.queued_weight += weight
         self._queue.put_nowait((item, future))
-        return await future
+        try:
+            return await future
+        finally:
+            self.queued_weight -= weight
 
     async def _collect(self, queue: asyncio.Queue[tuple[T, asyncio.Future[R]]]) -> list[tuple[T, asyncio.Future[R]]]:
         loop = asyncio.get_running_loop()
@@ -66,11 +107,15 @@ class MicroBatcher(Generic[T, R]):
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect(self._queue)
+            batch = [entry for entry in await self._collect(self._queue) if not entry[1].done()]
+            if not batch:
+                continue  # every caller gave up: nothing to compute
             self._on_batch(len(batch))
             items = [item for item, _ in batch]
+            started = loop.time()
             try:
                 results = await loop.run_in_executor(self._executor, self._process, items)
+                self._observe(sum(map(self._weight, items)), loop.time() - started)
             except Exception as error:  # each waiting request gets the failure, the worker lives on
                 for _, future in batch:
                     if not future.done():
@@ -79,6 +124,10 @@ class MicroBatcher(Generic[T, R]):
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+    def _observe(self, weight: float, seconds: float) -> None:
+        sample = weight / max(seconds, 1e-6)
+        self.rate = sample if self.rate is None else 0.8 * self.rate + 0.2 * sample
 
     def close(self) -> None:
         if self._worker is not None:

@@ -12,12 +12,26 @@ V = TypeVar("V")
 
 
 class LruTtlCache(Generic[V]):
-    def __init__(self, max_entries: int, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    """Bounded twice: by entries and by bytes (`size_of` a value plus its key and overhead)."""
+
+    ENTRY_OVERHEAD = 200  # OrderedDict node, tuple, float, key str header
+
+    def __init__(
+        self,
+        max_entries: int,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_bytes: int = 64 * 2**20,
+        size_of: Callable[[V], int] = lambda value: 0,
+    ) -> None:
         self.max_entries = max_entries
         self.ttl_seconds = ttl_seconds
+        self.max_bytes = max_bytes
+        self._size_of = size_of
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, V, int]] = OrderedDict()
         self._lock = threading.Lock()
+        self.bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -33,6 +47,7 @@ class LruTtlCache(Generic[V]):
             if entry is None or entry[0] < self._clock():
                 if entry is not None:
                     del self._entries[key]
+                    self.bytes -= entry[2]
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
@@ -42,11 +57,15 @@ class LruTtlCache(Generic[V]):
     def put(self, key: str, value: V) -> None:
         if not self.enabled:
             return
+        cost = len(key) + self.ENTRY_OVERHEAD + self._size_of(value)
         with self._lock:
-            self._entries[key] = (self._clock() + self.ttl_seconds, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old[2]
+            self._entries[key] = (self._clock() + self.ttl_seconds, value, cost)
+            self.bytes += cost
+            while len(self._entries) > self.max_entries or (self.bytes > self.max_bytes and len(self._entries) > 1):
+                self.bytes -= self._entries.popitem(last=False)[1][2]
 
     def __len__(self) -> int:
         return len(self._entries)

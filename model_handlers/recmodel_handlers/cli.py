@@ -68,7 +68,7 @@ def _package(args: argparse.Namespace) -> None:
 
 def _serve(args: argparse.Namespace) -> None:
     from recmodel_handlers.kserve_server import serve
-    from recmodel_handlers.settings import CoreSettings
+    from recmodel_handlers.settings import CoreSettings, ServerSettings
 
     serve(
         model_dir=args.model_dir,
@@ -78,6 +78,7 @@ def _serve(args: argparse.Namespace) -> None:
         role=args.role,
         predictor_host=args.predictor_host,
         settings=CoreSettings.from_namespace(args),
+        server=ServerSettings.from_namespace(args),
     )
 
 
@@ -105,7 +106,7 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from recmodel_handlers.settings import CoreSettings
+    from recmodel_handlers.settings import CoreSettings, ServerSettings
 
     parser = argparse.ArgumentParser(
         prog="recmodel", description="RecModel ranking models: train, package, serve, predict"
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="host:port of the predictor (role transformer)",
     )
     CoreSettings.add_arguments(serve)
+    ServerSettings.add_arguments(serve)
     serve.set_defaults(func=_serve)
 
     predict = commands.add_parser("predict", help="send a ranking request and print the ranking")

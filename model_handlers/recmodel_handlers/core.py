@@ -61,7 +61,12 @@ class RankingCore:
         self.gate_error: QualityGateError | None = None
         self.precision = "fp32"
         self.model = self._optimize(package.model, settings)
-        self.cache: LruTtlCache[torch.Tensor] = LruTtlCache(settings.cache_entries, settings.cache_ttl_seconds)
+        self.cache: LruTtlCache[torch.Tensor] = LruTtlCache(
+            settings.cache_entries,
+            settings.cache_ttl_seconds,
+            max_bytes=settings.cache_max_bytes,
+            size_of=lambda vector: vector.element_size() * vector.nelement() + 80,  # + tensor object
+        )
         self._warm_up()
 
     @classmethod
@@ -121,7 +126,8 @@ class RankingCore:
             )
             for j, i in enumerate(missing):
                 user_vectors[i] = fresh[j]
-                self.cache.put(requests[i].user.key, fresh[j])
+                # A copy: a view would keep the whole batch's storage alive in the cache.
+                self.cache.put(requests[i].user.key, fresh[j].clone())
         sizes = [len(r.candidates.ids) for r in requests]
         if len(requests) == 1:
             c = requests[0].candidates

@@ -119,22 +119,30 @@ class EncodedRequest:
 
 
 class _Hasher:
-    """Stable hashing of strings into buckets 1..n-1 (0 means missing), memoized."""
+    """Stable hashing of strings into buckets 1..n-1 (0 means missing), memoized.
 
-    MEMO_LIMIT = 500_000
+    The memo is bounded in bytes (a stream of fresh ids must not grow the process): when
+    full it starts over, which costs one crc32 per id until the hot ids are back."""
+
+    MEMO_BYTES = 8 * 2**20
+    ENTRY_OVERHEAD = 120  # dict slot, str header, int object
 
     def __init__(self, namespace: str, buckets: int) -> None:
         self._salt = namespace.encode() + b"\x1f"
         self._mod = buckets - 1
         self._memo: dict[str, int] = {}
+        self.memo_bytes = 0
 
     def __call__(self, value: str) -> int:
         bucket = self._memo.get(value)
         if bucket is None:
             bucket = 1 + zlib.crc32(self._salt + value.encode()) % self._mod
-            if len(self._memo) >= self.MEMO_LIMIT:
+            cost = len(value) + self.ENTRY_OVERHEAD
+            if self.memo_bytes + cost > self.MEMO_BYTES:
                 self._memo.clear()
+                self.memo_bytes = 0
             self._memo[value] = bucket
+            self.memo_bytes += cost
         return bucket
 
     def many(self, values: list[str | None]) -> torch.Tensor:
@@ -163,6 +171,17 @@ def _optional_str(value: object, where: str) -> str | None:
     if type(value) is int:
         return str(value)
     raise RequestError(where, f"must be a string, got {type(value).__name__}")
+
+
+def _raise_duplicate(ids: list[str]) -> NoReturn:
+    """Duplicates are refused, not merged: two entries with one id may carry different
+    features, and no answer could say which of them was ranked."""
+    first: dict[str, int] = {}
+    for i, cid in enumerate(ids):
+        if cid in first:
+            raise RequestError(f"candidates[{i}].id", f"repeats candidates[{first[cid]}].id {cid[:64]!r}")
+        first[cid] = i
+    raise AssertionError("no duplicate found")
 
 
 class FeatureEncoder:
@@ -262,6 +281,8 @@ class FeatureEncoder:
             if not id_types <= _STR_OR_INT:
                 self._raise_first_error(candidates)
             ids = [str(x) for x in ids]
+        if len(set(ids)) != len(ids):
+            _raise_duplicate(ids)
         if not set(map(type, categories)) <= _OPTIONAL_STR or not set(map(type, brands)) <= _OPTIONAL_STR:
             self._raise_first_error(candidates)
         feature_types = set(map(type, features))

@@ -18,21 +18,19 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
-from kserve import Model, ModelServer
-from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
-from kserve.protocol.rest.server import RESTServer
+from kserve import Model
 
+from recmodel_handlers import jsondoc, oip
 from recmodel_handlers import serving_metrics as m
-from recmodel_handlers.batching import MicroBatcher
+from recmodel_handlers.batching import MicroBatcher, Overloaded
 from recmodel_handlers.core import RankingCore, ScoredBatch, tune_for_serving
 from recmodel_handlers.errors import RequestError
 from recmodel_handlers.features import EncodedRequest, FeatureEncoder, stack_requests
 from recmodel_handlers.package import load_package
 from recmodel_handlers.ranking import rank_items
-from recmodel_handlers.settings import CoreSettings
-from recmodel_handlers.wire import from_v2_inputs, to_v2_inputs
+from recmodel_handlers.rest import RecModelRESTServer
+from recmodel_handlers.settings import CoreSettings, ServerSettings
+from recmodel_handlers.wire import TENSORS, from_v2_inputs, to_v2_inputs
 
 log = logging.getLogger(__name__)
 V2_INPUT = "request"
@@ -49,39 +47,85 @@ class Parsed:
     request_id: str = ""
 
 
-def _invalid(error: RequestError) -> InvalidInput:
-    return InvalidInput(str(error))
+DOCUMENT_INPUTS = [oip.TensorSpec(V2_INPUT, "BYTES", (-1,))]
+DOCUMENT_OUTPUTS = [oip.TensorSpec(V2_OUTPUT, "BYTES", (-1,))]
+SCORE_OUTPUTS = [oip.TensorSpec("scores", "FP32", (-1,))]
 
 
-def _docs_from_v2(request: InferRequest) -> list[Any]:
-    inputs = {i.name: i for i in request.inputs}
-    if V2_INPUT not in inputs:
-        raise RequestError("inputs", f'needs one BYTES input named "{V2_INPUT}" holding the ranking document')
-    tensor: InferInput = inputs[V2_INPUT]
-    if tensor.datatype != "BYTES":
-        raise RequestError(f"inputs.{V2_INPUT}.datatype", "must be BYTES")
-    docs = []
-    for raw in tensor.data:
+def tensor_inputs(encoder: FeatureEncoder) -> list[oip.TensorSpec]:
+    """The predictor role's inputs: what `wire` puts on the wire, per request or per candidate."""
+    widths = {
+        "query": encoder.schema.max_query_tokens,
+        "user_dense": len(encoder.schema.user_dense),
+        "item_dense": len(encoder.schema.item_dense),
+    }
+    return [
+        oip.TensorSpec(name, datatype, (-1, widths[name]) if name in widths else (-1,))
+        for name, (datatype, _) in TENSORS.items()
+    ]
+
+
+def _docs_from_v2(request: oip.InferRequest) -> tuple[list[Any], list[str]]:
+    """The ranking documents, and where each came from (for error messages)."""
+    tensor = oip.expect_inputs(request, DOCUMENT_INPUTS)[V2_INPUT]
+    index = next(i for i, t in enumerate(request.inputs) if t.name == V2_INPUT)
+    docs: list[Any] = []
+    origins: list[str] = []
+    for i, raw in enumerate(tensor.data):
+        assert isinstance(raw, bytes)
+        where = f"inputs[{index}].data[{i}]"
+        doc = jsondoc.loads(raw, where=where)
+        if type(doc) is dict and "instances" in doc:
+            instances = RankingCore.instances_of(doc)
+            docs.extend(instances)
+            origins.extend(f"{where}.instances[{j}]" for j in range(len(instances)))
+        else:
+            docs.append(doc)
+            origins.append(where)
+    return docs, origins
+
+
+def _encode_all(encoder: FeatureEncoder, docs: list[Any], origins: list[str]) -> list[EncodedRequest]:
+    encoded = []
+    for doc, origin in zip(docs, origins, strict=True):
         try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as error:
-            raise RequestError(f"inputs.{V2_INPUT}.data", f"is not valid JSON: {error}") from error
-        docs.extend(RankingCore.instances_of(doc) if type(doc) is dict and "instances" in doc else [doc])
-    return docs
+            encoded.append(encoder.encode(doc))
+        except RequestError as error:
+            field = error.field.removeprefix("instances[]")
+            joined = f"{origin}.{field}" if field and not field.startswith("[") else f"{origin}{field}"
+            raise RequestError(joined, error.message) from None
+    return encoded
+
+
+def _count_candidates(docs: list[Any], limit: int) -> None:
+    """The limit over a whole HTTP request, checked before any document is encoded."""
+    total = sum(len(d["candidates"]) for d in docs if type(d) is dict and type(d.get("candidates")) is list)
+    if total > limit:
+        raise RequestError("instances", f"hold {total} candidates in all; one request may carry at most {limit}")
 
 
 class RecModelServer(Model):  # type: ignore[misc]
     def __init__(
-        self, name: str, model_dir: str, settings: CoreSettings, role: str = "all", predictor_host: str | None = None
+        self,
+        name: str,
+        model_dir: str,
+        settings: CoreSettings,
+        role: str = "all",
+        predictor_host: str | None = None,
+        queue_budget_ms: float = ServerSettings.max_queue_ms,
     ) -> None:
         super().__init__(name)
+        self.queue_budget = queue_budget_ms / 1000.0
         self.model_dir = model_dir
         self.settings = settings
         self.role = role
         self.predictor_host = predictor_host
+        self.version = ""
         self.core: RankingCore | None = None
         self.encoder: FeatureEncoder | None = None
         self.batcher: MicroBatcher[EncodedRequest, np.ndarray] | None = None
+        self.inputs: list[oip.TensorSpec] = DOCUMENT_INPUTS
+        self.outputs: list[oip.TensorSpec] = DOCUMENT_OUTPUTS
         self.in_flight = 0
         self._client: httpx.AsyncClient | None = None
 
@@ -109,10 +153,18 @@ class RecModelServer(Model):  # type: ignore[misc]
                 self.settings.max_latency_ms,
                 in_flight=lambda: self.in_flight,
                 on_batch=lambda size: m.BATCH_SIZE.labels(model=self.name).observe(size),
+                weight=lambda request: len(request.candidates.ids),
             )
             log.info("serving %s", self.core.describe())
+        if self.role == "predictor":
+            self.inputs, self.outputs = tensor_inputs(self.encoder), SCORE_OUTPUTS
         self.ready = True
         return self.ready
+
+    def admit(self) -> None:
+        """Raises Overloaded when the queued work would delay a newcomer past the budget."""
+        if self.batcher is not None:
+            self.batcher.admit(self.queue_budget)
 
     def _score_batch(self, requests: list[EncodedRequest]) -> list[np.ndarray]:
         assert self.core is not None
@@ -134,8 +186,14 @@ class RecModelServer(Model):  # type: ignore[misc]
             if verb is None:
                 return await super().__call__(body, headers)
             return await super().__call__(body, headers, verb)
-        except InvalidInput:
+        except RequestError:
             code = "400"
+            raise
+        except Overloaded:
+            code = "503"
+            raise
+        except (TimeoutError, asyncio.CancelledError):
+            code = "504"
             raise
         except Exception:
             code = "500"
@@ -146,36 +204,40 @@ class RecModelServer(Model):  # type: ignore[misc]
             m.REQUESTS.labels(model=self.name, code=code).inc()
             m.REQUEST_SECONDS.labels(model=self.name).observe(time.perf_counter() - started)
 
+    def validate(self, payload: Any) -> Any:
+        return payload  # preprocess validated it; KServe's own check assumes a dict
+
     # -- the three stages --------------------------------------------------------------------
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Parsed:
+        """payload: an `oip.InferRequest` (V2) or the parsed V1 body."""
         started = time.perf_counter()
-        try:
-            if isinstance(payload, InferRequest):
-                if self.role == "predictor":
-                    arrays = {i.name: i.as_numpy() for i in payload.inputs}
-                    return Parsed("v2", [], tensors=from_v2_inputs(arrays), request_id=payload.id or "")
-                docs, protocol, request_id = _docs_from_v2(payload), "v2", payload.id or ""
-            else:
-                docs, protocol, request_id = RankingCore.instances_of(payload), "v1", ""
-            assert self.encoder is not None
-            requests = [self.encoder.encode(doc) for doc in docs]
-        except RequestError as error:
-            raise _invalid(error) from error
+        if isinstance(payload, oip.InferRequest):
+            oip.expect_outputs(payload, self.outputs)
+            if self.role == "predictor":
+                tensors = oip.expect_inputs(payload, self.inputs)
+                arrays = {name: np.asarray(t.data).reshape(t.shape) for name, t in tensors.items()}
+                return Parsed("v2", [], tensors=from_v2_inputs(arrays), request_id=payload.id or "")
+            (docs, origins), protocol, request_id = _docs_from_v2(payload), "v2", payload.id or ""
+        else:
+            docs, protocol, request_id = RankingCore.instances_of(payload), "v1", ""
+            origins = [f"instances[{i}]" for i in range(len(docs))]
+        _count_candidates(docs, self.settings.max_request_candidates)
+        assert self.encoder is not None
+        requests = _encode_all(self.encoder, docs, origins)
         m.STAGE_SECONDS.labels(model=self.name, stage="features").observe(time.perf_counter() - started)
         return Parsed(protocol, requests, request_id=request_id)
 
     async def predict(self, parsed: Parsed, headers: dict[str, str] | None = None) -> Any:
+        """V1: the response document. V2: the output tensors."""
         if parsed.tensors is not None:
             assert self.core is not None
             scores = await asyncio.get_running_loop().run_in_executor(None, self.core.score_tensors, parsed.tensors)
-            output = InferOutput(name="scores", shape=[len(scores)], datatype="FP32", data=scores.tolist())
-            return InferResponse(
-                response_id=parsed.request_id or str(uuid.uuid4()), model_name=self.name, infer_outputs=[output]
-            )
+            return [oip.Tensor("scores", "FP32", [len(scores)], scores)]
         if self.role == "transformer":
             per_request = await self._remote_scores(parsed.requests)
         else:
             assert self.batcher is not None
+            self.admit()
             per_request = list(await asyncio.gather(*(self.batcher.submit(r) for r in parsed.requests)))
         started = time.perf_counter()
         results = [
@@ -189,12 +251,7 @@ class RecModelServer(Model):  # type: ignore[misc]
         m.STAGE_SECONDS.labels(model=self.name, stage="rank").observe(time.perf_counter() - started)
         if parsed.protocol == "v1":
             return {"predictions": results}
-        output = InferOutput(
-            name=V2_OUTPUT, shape=[len(results)], datatype="BYTES", data=[orjson.dumps(r).decode() for r in results]
-        )
-        return InferResponse(
-            response_id=parsed.request_id or str(uuid.uuid4()), model_name=self.name, infer_outputs=[output]
-        )
+        return [oip.Tensor(V2_OUTPUT, "BYTES", [len(results)], [orjson.dumps(r) for r in results])]
 
     async def _remote_scores(self, requests: list[EncodedRequest]) -> list[np.ndarray]:
         """KServe's transformer contract: features here, scoring at the predictor (V2 tensors)."""
@@ -216,38 +273,20 @@ class RecModelServer(Model):  # type: ignore[misc]
         return list(np.split(scores, np.cumsum(sizes)[:-1]))
 
 
-class LocalModelServer(ModelServer):  # type: ignore[misc]
-    """KServe's ModelServer, REST only, bound to the address we are told (KServe itself
-    always binds 0.0.0.0)."""
-
-    def __init__(self, host: str, http_port: int) -> None:
-        super().__init__(http_port=http_port, enable_grpc=False, workers=1, enable_latency_logging=False)
-        self.host = host
-
-    def start(self, models: list[Model]) -> None:
-        self._register_and_check_atleast_one_model_is_ready(models)
-        self._rest_server = RESTServer(
-            FASTAPI_APP_IMPORT_STRING,
-            self.dataplane,
-            self.model_repository_extension,
-            self.http_port,
-            access_log_format=self.access_log_format,
-            workers=1,
-            grace_period=self.grace_period,
-            event_loop=self.event_loop,
-            timeout_keep_alive=self.timeout_keep_alive,
-        )
-        self._rest_server.config.host = self.host
-        self.servers.append(self._rest_server.start())
-        self.setup_event_loop()
-        self.register_signal_handler()
-        asyncio.run(self._serve())
-
-
 def serve(
-    *, model_dir: str, name: str, host: str, port: int, role: str, predictor_host: str | None, settings: CoreSettings
+    *,
+    model_dir: str,
+    name: str,
+    host: str,
+    port: int,
+    role: str,
+    predictor_host: str | None,
+    settings: CoreSettings,
+    server: ServerSettings,
 ) -> None:
-    model = RecModelServer(name, model_dir, settings, role=role, predictor_host=predictor_host)
+    model = RecModelServer(
+        name, model_dir, settings, role=role, predictor_host=predictor_host, queue_budget_ms=server.max_queue_ms
+    )
     model.load()
     tune_for_serving()
-    LocalModelServer(host, port).start([model])
+    RecModelRESTServer.run_models([model], host=host, port=port, settings=server)

@@ -55,7 +55,7 @@ def test_request_rules_are_applied(server_url: str) -> None:
 
 
 BAD_REQUESTS = [
-    (b"{not json", "request format"),  # KServe decodes the body before the model sees it
+    (b"{not json", "body: is not valid JSON"),
     (json.dumps({"instances": [{"user": {"id": "u1"}}]}).encode(), "candidates"),
     (json.dumps({"instances": [{"candidates": [{"id": "a", "price": "cheap"}]}]}).encode(), "candidates[0].price"),
     (json.dumps({"instances": [{"candidates": [{"id": "a"}, {"price": 3}]}]}).encode(), "candidates[1].id"),
@@ -63,7 +63,7 @@ BAD_REQUESTS = [
         json.dumps({"instances": [{"candidates": [{"id": "a", "features": {"rating": "x"}}]}]}).encode(),
         "candidates[0].features.rating",
     ),
-    (b'{"instances": [{"candidates": [{"id": "a", "price": NaN}]}]}', "request format"),  # NaN is not JSON
+    (b'{"instances": [{"candidates": [{"id": "a", "price": NaN}]}]}', "instances[0].candidates[0].price"),
     (json.dumps({"instances": [{"candidates": [{"id": "a"}], "topK": "ten"}]}).encode(), "topK"),
     (json.dumps({"instances": [make_request(1001)]}).encode(), "candidates"),
     (json.dumps({"instances": "all"}).encode(), "instances"),

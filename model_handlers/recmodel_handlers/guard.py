@@ -1,0 +1,197 @@
+"""What protects a replica, as one ASGI middleware in front of the model server's app.
+
+- Body size: a declared Content-Length over the limit is refused before reading; a chunked
+  body is counted as it streams. Both answer 413.
+- Admission: at most `max_queue` inference requests are inside the server at once (parsing,
+  waiting for a batch, scoring). One more is answered 503 with Retry-After at once, so a
+  client or load balancer can go elsewhere instead of queueing behind work the replica can
+  never finish in time.
+- Deadline: each inference request has one (`x-request-timeout-ms`, capped by the server's
+  default); when it passes, its work is dropped and the answer is 504.
+- Drain: after SIGTERM every response says `connection: close`, so keep-alive clients move
+  to other replicas while this one still answers.
+- One log line per rejected request: status, method, path, request id and the error, never
+  the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from recmodel_handlers.batching import Overloaded
+from recmodel_handlers.settings import ServerSettings
+
+log = logging.getLogger("recmodel.requests")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+TIMEOUT_HEADER = b"x-request-timeout-ms"
+ERROR_KEY = "recmodel.error"  # scope key where error handlers leave the message for the log line
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class ServerState:
+    """Shared by the middleware, the routes and the signal handler."""
+
+    draining: bool = False
+    admit: Callable[[], None] = field(default=lambda: None)  # raises Overloaded (the models' queues)
+    admitted: int = 0
+    rejected_busy: int = 0
+    expired: int = 0
+
+
+def is_inference(scope: Scope) -> bool:
+    path: str = scope.get("path", "")
+    return scope.get("method") == "POST" and (
+        path.endswith("/infer") or path.endswith(":predict") or path.endswith(":explain")
+    )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def deadline_seconds(scope: Scope, default_ms: float) -> float | str:
+    """Seconds the request may take, or an error message about the header."""
+    raw = _header(scope, TIMEOUT_HEADER)
+    if raw is None:
+        return default_ms / 1000.0
+    try:
+        asked = float(raw)
+    except ValueError:
+        return f"header {TIMEOUT_HEADER.decode()}: must be milliseconds, got {raw[:40]!r}"
+    if not math.isfinite(asked) or asked <= 0:
+        return f"header {TIMEOUT_HEADER.decode()}: must be a positive number of milliseconds"
+    return min(asked, default_ms) / 1000.0
+
+
+class Guard:
+    def __init__(self, app: App, settings: ServerSettings, state: ServerState) -> None:
+        self.app = app
+        self.settings = settings
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        status = 0
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started, status
+            if message["type"] == "http.response.start":
+                started, status = True, message["status"]
+                if self.state.draining:
+                    message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
+        async def reply(code: int, error: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+            scope[ERROR_KEY] = error
+            body = orjson.dumps({"error": error})
+            await tracked_send(
+                {
+                    "type": "http.response.start",
+                    "status": code,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        *(headers or []),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+        try:
+            await self._guarded(scope, receive, tracked_send, reply)
+        except BodyTooLarge:
+            if not started:
+                await reply(413, f"body: larger than the {self.settings.max_body_bytes} bytes this server accepts")
+        finally:
+            if status >= 400 or not started:
+                self._log_rejection(scope, status or 499)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, reply: Callable[..., Awaitable[None]]) -> None:
+        limit = self.settings.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await reply(413, f"body: {declared} bytes; this server accepts at most {limit}")
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge()
+            return message
+
+        if not is_inference(scope):
+            await self.app(scope, counted_receive, send)
+            return
+        deadline = deadline_seconds(scope, self.settings.request_timeout_ms)
+        if isinstance(deadline, str):
+            await reply(400, deadline)
+            return
+        try:
+            if self.state.admitted >= self.settings.max_queue:
+                raise Overloaded(
+                    0.0,
+                    0.0,
+                    f"busy: {self.state.admitted} requests in progress, the limit is {self.settings.max_queue}",
+                )
+            self.state.admit()  # before the body is read: refusing must cost next to nothing
+        except Overloaded as busy:
+            self.state.rejected_busy += 1
+            await reply(503, str(busy), [(b"retry-after", str(busy.retry_after).encode())])
+            return
+        self.state.admitted += 1
+        responded = False
+
+        async def deadline_send(message: Message) -> None:
+            nonlocal responded
+            responded = True
+            await send(message)
+
+        try:
+            async with asyncio.timeout(deadline):
+                await self.app(scope, counted_receive, deadline_send)
+        except TimeoutError:
+            self.state.expired += 1
+            if not responded:
+                await reply(504, f"deadline: not answered within {deadline * 1000:.0f} ms; the work was dropped")
+        finally:
+            self.state.admitted -= 1
+
+    @staticmethod
+    def _log_rejection(scope: Scope, status: int) -> None:
+        request_id = _header(scope, b"x-request-id") or scope.get("recmodel.request_id") or "-"
+        error = str(scope.get(ERROR_KEY, ""))[:300]
+        log.warning(
+            "rejected status=%d method=%s path=%s request_id=%s error=%s",
+            status,
+            scope.get("method"),
+            scope.get("path"),
+            request_id[:64],
+            orjson.dumps(error).decode(),
+        )
