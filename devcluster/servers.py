@@ -69,10 +69,14 @@ def kserve_server(
 
 
 @contextmanager
-def torchserve_server(store: Path, log_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+def torchserve_server(
+    store: Path, log_dir: Path, env: dict[str, str] | None = None, management_port: int | None = None
+) -> Iterator[str]:
     """TorchServe on free loopback ports (inference, management, metrics, gRPC), through the
-    TS_* variables that config.properties allows (enable_envvars_config)."""
+    TS_* variables that config.properties allows (enable_envvars_config). A caller that wants
+    the management API passes the port for it."""
     inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
+    management = management_port or management
     log_dir.mkdir(parents=True, exist_ok=True)
     environment = {
         **os.environ,

@@ -20,13 +20,26 @@ class Handler(RecModelHandler):
 '''
 
 
+def mar_version(version: str) -> str:
+    """The .mar's version; config.properties must key the model's settings by exactly this
+    string, or TorchServe ignores them (it then runs its defaults: batch 1, 100 ms delay)."""
+    return version.lstrip("v") or "1"
+
+
 def render_config(
-    *, model_name: str, max_batch_size: int, max_latency_ms: int, workers: int, inference_address: str, model_store: str
+    *,
+    model_name: str,
+    model_version: str,
+    max_batch_size: int,
+    max_latency_ms: int,
+    workers: int,
+    inference_address: str,
+    model_store: str,
 ) -> str:
     """config.properties: inference on the pod's port, management and metrics on loopback only."""
     models = {
         model_name: {
-            "1.0": {
+            mar_version(model_version): {
                 "defaultVersion": True,
                 "marName": f"{model_name}.mar",
                 "minWorkers": workers,
@@ -80,7 +93,7 @@ def build_model_store(
                 "-m",
                 "model_archiver.model_packaging",
                 f"--model-name={package.name}",
-                f"--version={package.version.lstrip('v') or '1'}",
+                f"--version={mar_version(package.version)}",
                 f"--handler={handler}",
                 f"--extra-files={extra}",
                 f"--export-path={store}",
@@ -91,6 +104,7 @@ def build_model_store(
     (config_dir / "config.properties").write_text(
         render_config(
             model_name=package.name,
+            model_version=package.version,
             max_batch_size=max_batch_size,
             max_latency_ms=max_latency_ms,
             workers=workers,

@@ -8,6 +8,7 @@ import httpx
 import orjson
 import pytest
 
+from devcluster.ports import free_ports
 from devcluster.servers import have_java, torchserve_server
 from recmodel_handlers.core import RankingCore
 from recmodel_handlers.samples import make_request
@@ -17,12 +18,27 @@ from recmodel_handlers.torchserve_package import build_model_store
 pytestmark = pytest.mark.skipif(not have_java(), reason="TorchServe needs Java")
 
 
+(MANAGEMENT_PORT,) = free_ports(1)
+
+
 @pytest.fixture(scope="module")
 def torchserve_url(trained_model: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     out = tmp_path_factory.mktemp("ts")
     build_model_store(trained_model, out / "store", max_batch_size=8, max_latency_ms=5)
-    with torchserve_server(out / "store", out / "logs") as url:
+    with torchserve_server(out / "store", out / "logs", management_port=MANAGEMENT_PORT) as url:
         yield url
+
+
+def test_torchserve_runs_the_generated_settings(torchserve_url: str) -> None:
+    """Read back through TorchServe's own management API: one worker, our batch size and delay
+    (with the settings keyed under another version than the .mar's, TorchServe would run its
+    defaults: batch 1, 100 ms, a worker per core)."""
+    (model,) = httpx.get(f"http://127.0.0.1:{MANAGEMENT_PORT}/models/ranker", timeout=30).json()
+    assert model["modelVersion"] == "7"
+    assert model["batchSize"] == 8
+    assert model["maxBatchDelay"] == 5
+    assert model["minWorkers"] == model["maxWorkers"] == 1
+    assert len(model["workers"]) == 1
 
 
 def test_package_lays_out_the_store_kserve_expects(trained_model: Path, tmp_path: Path) -> None:
@@ -30,8 +46,8 @@ def test_package_lays_out_the_store_kserve_expects(trained_model: Path, tmp_path
     assert (tmp_path / "model-store" / "ranker.mar").is_file()
     config = (tmp_path / "config" / "config.properties").read_text()
     models = orjson.loads(next(line.split("=", 1)[1] for line in config.splitlines() if line.startswith("models=")))
-    assert models["ranker"]["1.0"]["batchSize"] == 24
-    assert models["ranker"]["1.0"]["maxBatchDelay"] == 7
+    assert models["ranker"]["7"]["batchSize"] == 24  # keyed by the .mar's version (v7 -> "7")
+    assert models["ranker"]["7"]["maxBatchDelay"] == 7
     assert "management_address=http://127.0.0.1:8081" in config  # never exposed beyond the pod
 
 
