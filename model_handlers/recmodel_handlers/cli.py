@@ -66,7 +66,25 @@ def _package(args: argparse.Namespace) -> None:
     print(f"TorchServe model store in {args.torchserve}")
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread that allocates its own malloc arena and rarely returns their
+    memory: with the event loop, the scoring thread and the executor, a stream of fresh ids
+    grew the server by 100 MB per 4,500 requests; two arenas keep it flat (MALLOC_ARENA_MAX=2,
+    set here before any thread starts, so pods need no environment for it)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    m_arena_max = -8  # from glibc's malloc.h
+    libc = ctypes.CDLL(name)
+    if hasattr(libc, "mallopt"):
+        libc.mallopt(m_arena_max, arenas)
+
+
 def _serve(args: argparse.Namespace) -> None:
+    _limit_malloc_arenas()
     from recmodel_handlers.kserve_server import serve
     from recmodel_handlers.settings import CoreSettings, ServerSettings
 

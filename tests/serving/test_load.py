@@ -1,0 +1,191 @@
+"""A replica under load, as real processes: open-loop overload from vegeta (Go, so the load
+generator is not the bottleneck), a rolling restart behind the demo's ingress, and a stream
+of fresh ids. Numbers are printed (`pytest -s`); the assertions are the behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from demo.ingress import running_ingress
+from devcluster.ports import free_ports
+from devcluster.servers import kserve_server, wait_http
+from devcluster.versions import VEGETA_VERSION, bin_dir
+from recmodel_handlers.samples import make_request
+
+BIN = Path(sys.executable).parent
+VEGETA = bin_dir() / f"vegeta-{VEGETA_VERSION}"
+PREDICT = "/v1/models/ranker:predict"
+
+
+def vegeta(url: str, body: Path, *, rate: str, seconds: float, host: str | None = None) -> dict[int, np.ndarray]:
+    """Latencies (ms) by HTTP status (0: no answer). rate "0" with workers is closed-loop."""
+    target = f"POST {url}\nContent-Type: application/json\n" + (f"Host: {host}\n" if host else "") + f"@{body}\n"
+    attack = [str(VEGETA), "attack", f"-rate={rate}", f"-duration={seconds}s", "-timeout=30s"]
+    if rate == "0":
+        attack += ["-max-workers=8", "-workers=8"]
+    results = subprocess.run(attack, input=target.encode(), capture_output=True, check=True).stdout
+    decoded = subprocess.run(
+        [str(VEGETA), "encode", "--to=json"], input=results, capture_output=True, check=True
+    ).stdout
+    by_code: dict[int, list[float]] = {}
+    for line in decoded.splitlines():
+        result = json.loads(line)
+        by_code.setdefault(result["code"], []).append(result["latency"] / 1e6)
+    return {code: np.asarray(values) for code, values in by_code.items()}
+
+
+def p99(values: np.ndarray) -> float:
+    return float(np.percentile(values, 99))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def server_pid(port: int) -> int:
+    out = subprocess.run(
+        ["pgrep", "-f", f"http-port={port}"], check=False, capture_output=True, text=True
+    ).stdout.split()
+    return int(out[0])
+
+
+@pytest.fixture(scope="module")
+def body(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("load") / "request.json"
+    path.write_text(json.dumps({"instances": [make_request(1000)]}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with kserve_server(trained_model, "ranker", tmp_path_factory.mktemp("overload") / "serve.log") as url:
+        yield url
+
+
+def test_overload_is_refused_at_once_and_accepted_latency_stays_bounded(served: str, body: Path) -> None:
+    url = served + PREDICT
+    vegeta(url, body, rate="20/s", seconds=3)  # warm-up
+    unloaded = vegeta(url, body, rate="20/s", seconds=5)[200]
+    capacity = vegeta(url, body, rate="0", seconds=5)
+    sustainable = len(capacity[200]) / 5
+    pid = server_pid(int(served.rsplit(":", 1)[1]))
+    rss_before = rss_mb(pid)
+    double = vegeta(url, body, rate=f"{2 * sustainable:.0f}/s", seconds=8)
+    quadruple = vegeta(url, body, rate=f"{4 * sustainable:.0f}/s", seconds=8)
+    rss_after = rss_mb(pid)
+    print(
+        f"\nunloaded p99 {p99(unloaded):.1f} ms; sustainable {sustainable:.0f} req/s (closed loop, 8 workers)"
+        f"\n2x: accepted {len(double[200])} p99 {p99(double[200]):.1f} ms, refused {len(double.get(503, []))}"
+        f"\n4x: accepted {len(quadruple[200])} p99 {p99(quadruple[200]):.1f} ms, refused {len(quadruple[503])}"
+        f" (503 p50 {np.percentile(quadruple[503], 50):.1f} ms); RSS {rss_before:.0f} -> {rss_after:.0f} MB"
+    )
+    assert set(quadruple) <= {200, 503}, "every request is answered: ranked or refused"
+    assert len(quadruple[503]) > len(quadruple[200]), "4x the capacity: most are refused"
+    assert np.percentile(quadruple[503], 50) < np.percentile(quadruple[200], 50), "refusals come at once"
+    assert len(quadruple[200]) >= 0.8 * len(capacity[200]) * 8 / 5, "the replica keeps ranking at capacity"
+    assert p99(quadruple[200]) < 1.5 * p99(double[200]) + 10, "doubling the overload does not grow the latency"
+    assert rss_after < rss_before + 100
+    refused = httpx.post(url, content=body.read_bytes(), headers={"x-request-timeout-ms": "0.001"})
+    assert refused.status_code == 504 and "deadline" in refused.json()["error"]
+
+
+def test_busy_answers_carry_retry_after(served: str, body: Path) -> None:
+    statuses: list[httpx.Response] = []
+
+    def hammer() -> None:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(30):
+                statuses.append(client.post(served + PREDICT, content=body.read_bytes()))
+
+    threads = [threading.Thread(target=hammer) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    busy = [r for r in statuses if r.status_code == 503]
+    assert busy, "24 clients against a queue of 8: some are refused"
+    assert all(r.headers["retry-after"].isdigit() and "busy" in r.json()["error"] for r in busy)
+    assert {r.status_code for r in statuses} <= {200, 503}
+
+
+def _start(model_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    command = [str(BIN / "recmodel"), "serve", f"--model-dir={model_dir}", "--name=ranker", "--host=127.0.0.1"]
+    with log.open("ab") as handle:
+        process = subprocess.Popen(
+            [*command, f"--http-port={port}", "--drain-seconds=2"], stdout=handle, stderr=subprocess.STDOUT
+        )
+    wait_http(f"http://127.0.0.1:{port}/v2/health/ready", process=process, log=log)
+    return process
+
+
+def _served_count(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("recmodel_requests_total{")
+    )
+
+
+def test_rolling_restart_behind_the_ingress_loses_nothing(trained_model: Path, body: Path, tmp_path: Path) -> None:
+    ports = free_ports(2)
+    processes = {port: _start(trained_model, port, tmp_path / f"{port}.log") for port in ports}
+    served_before_restart: dict[int, float] = {}
+    try:
+        with running_ingress({"ranker.shop.example.com": [f"http://127.0.0.1:{p}" for p in ports]}) as gateway:
+            results: dict[int, np.ndarray] = {}
+            load = threading.Thread(
+                target=lambda: results.update(
+                    vegeta(gateway + PREDICT, body, rate="40/s", seconds=24, host="ranker.shop.example.com")
+                )
+            )
+            load.start()
+            for port in ports:  # one replica at a time, as a Deployment's rolling update does
+                time.sleep(4)
+                served_before_restart[port] = _served_count(port)
+                processes[port].send_signal(signal.SIGTERM)
+                assert processes[port].wait(timeout=60) == 0
+                processes[port] = _start(trained_model, port, tmp_path / f"{port}.log")
+            load.join()
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+    print(f"\nrolling restart under 40 req/s: { ({c: len(v) for c, v in results.items()}) }; {served_before_restart}")
+    assert set(results) == {200}, {c: len(v) for c, v in results.items()}
+    assert len(results[200]) == 40 * 24
+    assert all(count > 0 for count in served_before_restart.values()), "both replicas took traffic"
+
+
+def test_memory_stays_flat_under_fresh_ids(served: str) -> None:
+    pid = server_pid(int(served.rsplit(":", 1)[1]))
+
+    def burst(start: int, count: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            for i in range(start, start + count):
+                request = make_request(500, seed=i)
+                request["user"]["id"] = f"fresh-user-{i}"
+                for j, candidate in enumerate(request["candidates"]):
+                    candidate["id"] = f"fresh-{i}-{j}"
+                assert client.post(served + PREDICT, json={"instances": [request]}).status_code == 200
+
+    burst(0, 1500)  # warm-up: the memos fill and start over
+    warm = rss_mb(pid)
+    burst(1500, 4500)
+    after = rss_mb(pid)
+    print(f"\nRSS after 1,500 requests of fresh ids {warm:.0f} MB, after 6,000 {after:.0f} MB")
+    assert after < warm + 60
