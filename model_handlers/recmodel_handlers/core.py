@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,10 @@ def tune_for_serving() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)
+    # The event loop and the scoring thread hand the GIL back and forth many times a request;
+    # at Python's default 5 ms switch interval each hand-over can cost up to 5 ms (measured:
+    # unloaded p99 12.5 -> 9.2 ms, 1,000 candidates).
+    sys.setswitchinterval(0.0005)
 
 
 def pick_device() -> torch.device:

@@ -360,6 +360,13 @@ class FeatureEncoder:
         )
 
 
+def check_request_candidates(docs: list[Any], limit: int) -> None:
+    """The limit over a whole HTTP request, checked before any document is encoded."""
+    total = sum(len(d["candidates"]) for d in docs if type(d) is dict and type(d.get("candidates")) is list)
+    if total > limit:
+        raise RequestError("instances", f"hold {total} candidates in all; one request may carry at most {limit}")
+
+
 def stack_requests(requests: Sequence[EncodedRequest]) -> dict[str, torch.Tensor]:
     """Many encoded requests as the model's named inputs: one row per request on the user side,
     one per candidate on the item side, `owner` mapping candidates to their request."""

@@ -25,7 +25,7 @@ from recmodel_handlers import serving_metrics as m
 from recmodel_handlers.batching import MicroBatcher, Overloaded
 from recmodel_handlers.core import RankingCore, ScoredBatch, tune_for_serving
 from recmodel_handlers.errors import RequestError
-from recmodel_handlers.features import EncodedRequest, FeatureEncoder, stack_requests
+from recmodel_handlers.features import EncodedRequest, FeatureEncoder, check_request_candidates, stack_requests
 from recmodel_handlers.package import load_package
 from recmodel_handlers.ranking import rank_items
 from recmodel_handlers.rest import RecModelRESTServer
@@ -95,13 +95,6 @@ def _encode_all(encoder: FeatureEncoder, docs: list[Any], origins: list[str]) ->
             joined = f"{origin}.{field}" if field and not field.startswith("[") else f"{origin}{field}"
             raise RequestError(joined, error.message) from None
     return encoded
-
-
-def _count_candidates(docs: list[Any], limit: int) -> None:
-    """The limit over a whole HTTP request, checked before any document is encoded."""
-    total = sum(len(d["candidates"]) for d in docs if type(d) is dict and type(d.get("candidates")) is list)
-    if total > limit:
-        raise RequestError("instances", f"hold {total} candidates in all; one request may carry at most {limit}")
 
 
 class RecModelServer(Model):  # type: ignore[misc]
@@ -221,7 +214,7 @@ class RecModelServer(Model):  # type: ignore[misc]
         else:
             docs, protocol, request_id = RankingCore.instances_of(payload), "v1", ""
             origins = [f"instances[{i}]" for i in range(len(docs))]
-        _count_candidates(docs, self.settings.max_request_candidates)
+        check_request_candidates(docs, self.settings.max_request_candidates)
         assert self.encoder is not None
         requests = _encode_all(self.encoder, docs, origins)
         m.STAGE_SECONDS.labels(model=self.name, stage="features").observe(time.perf_counter() - started)

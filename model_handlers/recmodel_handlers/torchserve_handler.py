@@ -16,7 +16,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from recmodel_handlers.core import RankingCore, tune_for_serving
 from recmodel_handlers.errors import RequestError
-from recmodel_handlers.features import EncodedRequest
+from recmodel_handlers.features import EncodedRequest, check_request_candidates
 from recmodel_handlers.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class RecModelHandler(BaseHandler):  # type: ignore[misc]
             body = row.get("body") if row.get("body") is not None else row.get("data")
             try:
                 docs = _documents(body)
+                check_request_candidates(docs, self.core.settings.max_request_candidates)
                 parsed.append((index, [self.core.encode(doc) for doc in docs]))
             except RequestError as error:
                 context.set_response_status(400, str(error), idx=index)

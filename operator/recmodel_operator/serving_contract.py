@@ -26,12 +26,25 @@ def tuning_settings(spec: RecModelSpec) -> dict[str, str]:
         "cache-ttl-seconds": str(spec.cache.ttl_seconds),
         "top-k": str(spec.ranking.top_k),
         "max-candidates": str(spec.ranking.max_candidates),
+        "max-request-candidates": str(spec.ranking.max_request_candidates),
+    }
+
+
+def server_settings(spec: RecModelSpec) -> dict[str, str]:
+    """Limits of `recmodel serve` itself (recmodel_handlers.settings.ServerSettings)."""
+    return {
+        "max-body-bytes": str(spec.server.max_body_bytes),
+        "max-queue": str(spec.server.max_queue),
+        "max-queue-ms": str(spec.server.max_queue_ms),
+        "request-timeout-ms": str(spec.server.request_timeout_ms),
+        "drain-seconds": str(spec.server.drain_seconds),
     }
 
 
 def tuning_args(spec: RecModelSpec) -> list[str]:
     """The settings as `recmodel serve` flags."""
-    return [f"--{flag}={value}" for flag, value in tuning_settings(spec).items()]
+    settings = tuning_settings(spec) | server_settings(spec)
+    return [f"--{flag}={value}" for flag, value in settings.items()]
 
 
 def tuning_env(spec: RecModelSpec) -> list[dict[str, str]]:

@@ -39,18 +39,32 @@ class RankingSpec(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            CEL: [{"rule": "self.topK <= self.maxCandidates", "message": "topK must not exceed maxCandidates"}]
+            CEL: [
+                {"rule": "self.topK <= self.maxCandidates", "message": "topK must not exceed maxCandidates"},
+                {
+                    "rule": "self.maxCandidates <= self.maxRequestCandidates",
+                    "message": "maxCandidates must not exceed maxRequestCandidates",
+                },
+            ]
         }
     )
     top_k: int = Field(50, ge=1, le=10000, description="Items returned when the request does not say.")
     max_candidates: int = Field(
-        1000, ge=1, le=100000, description="Candidates accepted per request; more get HTTP 400."
+        1000, ge=1, le=100000, description="Candidates accepted per ranking document; more get HTTP 400."
+    )
+    max_request_candidates: int = Field(
+        10000,
+        ge=1,
+        le=1000000,
+        description="Candidates accepted over all documents of one HTTP request (V1 instances, V2 data); more get HTTP 400.",
     )
 
     @model_validator(mode="after")
     def _top_k_fits(self) -> RankingSpec:
         if self.top_k > self.max_candidates:
             raise ValueError("topK must not exceed maxCandidates")
+        if self.max_candidates > self.max_request_candidates:
+            raise ValueError("maxCandidates must not exceed maxRequestCandidates")
         return self
 
 
@@ -161,6 +175,47 @@ class BatchingSpec(ApiModel):
     max_latency_ms: int = Field(5, ge=0, le=1000, description="Longest wait for a batch to fill, in milliseconds.")
 
 
+class ServerSpec(ApiModel):
+    """What protects each model-server replica (runtime kserve): request size, the work it
+    queues, deadlines and the drain on shutdown."""
+
+    max_body_size: str = Field(
+        "16Mi", pattern=QUANTITY_PATTERN, description="Largest request body, e.g. 16Mi; larger get HTTP 413."
+    )
+    max_queue: int = Field(
+        32, ge=1, le=10000, description="Inference requests inside a replica at once; more get 503 with Retry-After."
+    )
+    max_queue_ms: int = Field(
+        12,
+        ge=1,
+        le=60000,
+        description="Longest wait a replica accepts for a newcomer (requests inside / measured capacity); more get "
+        "503 with Retry-After. Raise it for models slower than ~10 ms a request.",
+    )
+    request_timeout_ms: int = Field(
+        10000, ge=1, le=600000, description="Deadline of a request (clients may ask for less); then HTTP 504."
+    )
+    drain_seconds: int = Field(
+        5, ge=0, le=300, description="After SIGTERM: not ready but still answering, before stopping."
+    )
+
+    @field_validator("max_body_size")
+    @classmethod
+    def _body_size_is_usable(cls, value: str) -> str:
+        if not 2**10 <= parse_quantity(value) <= 2**30:
+            raise ValueError(f"{value!r} must be between 1Ki and 1Gi")
+        return value
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(parse_quantity(self.max_body_size))
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        """Drain, then the longest request, then a margin for the process to exit."""
+        return self.drain_seconds + -(-self.request_timeout_ms // 1000) + 5
+
+
 class OptimizationSpec(ApiModel):
     """How the model is compressed, guarded by the quality gate."""
 
@@ -232,6 +287,7 @@ class RecModelSpec(ApiModel):
         default_factory=AutoscalingSpec, description="Replica range and scaling signal."
     )
     batching: BatchingSpec = Field(default_factory=BatchingSpec, description="Request batching.")
+    server: ServerSpec = Field(default_factory=ServerSpec, description="Limits and shutdown of each replica.")
     optimization: OptimizationSpec = Field(
         default_factory=OptimizationSpec, description="Precision, compilation, quality gate."
     )

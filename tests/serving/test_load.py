@@ -33,8 +33,8 @@ def vegeta(url: str, body: Path, *, rate: str, seconds: float, host: str | None 
     """Latencies (ms) by HTTP status (0: no answer). rate "0" with workers is closed-loop."""
     target = f"POST {url}\nContent-Type: application/json\n" + (f"Host: {host}\n" if host else "") + f"@{body}\n"
     attack = [str(VEGETA), "attack", f"-rate={rate}", f"-duration={seconds}s", "-timeout=30s"]
-    if rate == "0":
-        attack += ["-max-workers=8", "-workers=8"]
+    if rate == "0":  # closed loop: two clients keep the replica busy without queueing
+        attack += ["-max-workers=2", "-workers=2"]
     results = subprocess.run(attack, input=target.encode(), capture_output=True, check=True).stdout
     decoded = subprocess.run(
         [str(VEGETA), "encode", "--to=json"], input=results, capture_output=True, check=True
@@ -89,7 +89,7 @@ def test_overload_is_refused_at_once_and_accepted_latency_stays_bounded(served: 
     quadruple = vegeta(url, body, rate=f"{4 * sustainable:.0f}/s", seconds=8)
     rss_after = rss_mb(pid)
     print(
-        f"\nunloaded p99 {p99(unloaded):.1f} ms; sustainable {sustainable:.0f} req/s (closed loop, 8 workers)"
+        f"\nunloaded p99 {p99(unloaded):.1f} ms; sustainable {sustainable:.0f} req/s (closed loop, 2 clients)"
         f"\n2x: accepted {len(double[200])} p99 {p99(double[200]):.1f} ms, refused {len(double.get(503, []))}"
         f"\n4x: accepted {len(quadruple[200])} p99 {p99(quadruple[200]):.1f} ms, refused {len(quadruple[503])}"
         f" (503 p50 {np.percentile(quadruple[503], 50):.1f} ms); RSS {rss_before:.0f} -> {rss_after:.0f} MB"
@@ -98,7 +98,7 @@ def test_overload_is_refused_at_once_and_accepted_latency_stays_bounded(served: 
     assert len(quadruple[503]) > len(quadruple[200]), "4x the capacity: most are refused"
     assert np.percentile(quadruple[503], 50) < np.percentile(quadruple[200], 50), "refusals come at once"
     assert len(quadruple[200]) >= 0.8 * len(capacity[200]) * 8 / 5, "the replica keeps ranking at capacity"
-    assert p99(quadruple[200]) < 1.5 * p99(double[200]) + 10, "doubling the overload does not grow the latency"
+    assert p99(quadruple[200]) < 3 * p99(unloaded), "accepted requests are answered nearly as fast as unloaded"
     assert rss_after < rss_before + 100
     refused = httpx.post(url, content=body.read_bytes(), headers={"x-request-timeout-ms": "0.001"})
     assert refused.status_code == 504 and "deadline" in refused.json()["error"]
@@ -112,13 +112,13 @@ def test_busy_answers_carry_retry_after(served: str, body: Path) -> None:
             for _ in range(30):
                 statuses.append(client.post(served + PREDICT, content=body.read_bytes()))
 
-    threads = [threading.Thread(target=hammer) for _ in range(24)]
+    threads = [threading.Thread(target=hammer) for _ in range(40)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     busy = [r for r in statuses if r.status_code == 503]
-    assert busy, "24 clients against a queue of 8: some are refused"
+    assert busy, "40 clients against a queue of 32 and a 12 ms wait budget: some are refused"
     assert all(r.headers["retry-after"].isdigit() and "busy" in r.json()["error"] for r in busy)
     assert {r.status_code for r in statuses} <= {200, 503}
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from recmodel_handlers.cli import build_parser
-from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.settings import CoreSettings, ServerSettings
 from recmodel_operator.render.context import MODEL_DIR, MODEL_SERVER_PORT, Owner, RenderContext
 from recmodel_operator.render.desired import render_children
 from recmodel_operator.serving_contract import SERVE_COMMAND, runtime_args, tuning_env
@@ -25,7 +25,8 @@ SPEC = RecModelSpec.model_validate(
         "optimization": {"precision": "int8", "compile": True, "maxQualityDrop": 0.02},
         "batching": {"maxBatchSize": 48, "maxLatencyMs": 3},
         "cache": {"maxEntries": 5000, "ttlSeconds": 60},
-        "ranking": {"topK": 20, "maxCandidates": 3000},
+        "ranking": {"topK": 20, "maxCandidates": 3000, "maxRequestCandidates": 6000},
+        "server": {"maxBodySize": "4Mi", "maxQueue": 12, "maxQueueMs": 40, "requestTimeoutMs": 2500, "drainSeconds": 3},
     }
 )
 EXPECTED = CoreSettings(
@@ -38,6 +39,10 @@ EXPECTED = CoreSettings(
     cache_ttl_seconds=60.0,
     top_k=20,
     max_candidates=3000,
+    max_request_candidates=6000,
+)
+EXPECTED_SERVER = ServerSettings(
+    max_body_bytes=4 * 2**20, max_queue=12, max_queue_ms=40.0, request_timeout_ms=2500.0, drain_seconds=3.0
 )
 
 
@@ -53,6 +58,9 @@ def test_standalone_command_is_parsed_by_recmodel_serve_into_the_same_settings()
     assert args.command == "serve"
     assert (args.model_dir, args.name, args.http_port, args.role) == (MODEL_DIR, "ranker", MODEL_SERVER_PORT, "all")
     assert CoreSettings.from_namespace(args) == EXPECTED
+    assert ServerSettings.from_namespace(args) == EXPECTED_SERVER
+    # the pod waits for the server's drain and its longest request: 3 + 3 + 5 s
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 11
 
 
 def test_kserve_runtime_plus_model_args_plus_kserve_args_parse() -> None:
@@ -66,6 +74,8 @@ def test_kserve_runtime_plus_model_args_plus_kserve_args_parse() -> None:
     argv = [a.replace("{{.Name}}", "ranker") for a in runtime_container["args"]] + model_args
     args = build_parser().parse_args(argv[1:])
     assert CoreSettings.from_namespace(args) == EXPECTED
+    assert ServerSettings.from_namespace(args) == EXPECTED_SERVER
+    assert isvc["spec"]["predictor"]["terminationGracePeriodSeconds"] == 11
     # The transformer gets --model_name/--predictor_host from KServe's controller.
     with_transformer = RecModelSpec.model_validate(
         {**spec.model_dump(by_alias=True), "preprocessing": {"mode": "transformer"}}

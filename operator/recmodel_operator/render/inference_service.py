@@ -87,6 +87,7 @@ def _transformer(context: RenderContext) -> Obj:
         "scaleMetric": "cpu",
         "scaleTarget": 70,
         **pod.placement(spec, with_gpu=False),
+        **pod.termination(spec),
         "securityContext": pod.pod_security_context(),
         "containers": [
             {
@@ -110,6 +111,7 @@ def render_inference_service(context: RenderContext) -> Obj:
     predictor: Obj = {
         **_scaling(spec),
         **pod.placement(spec),
+        **pod.termination(spec),
         "securityContext": pod.pod_security_context(),
         "model": _model(context),
     }

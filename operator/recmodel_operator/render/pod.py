@@ -60,6 +60,11 @@ def container_security_context() -> Obj:
     }
 
 
+def termination(spec: RecModelSpec) -> Obj:
+    """Room for the server's drain after SIGTERM and its longest request."""
+    return {"terminationGracePeriodSeconds": spec.server.termination_grace_seconds}
+
+
 def pod_security_context() -> Obj:
     return {"runAsNonRoot": True, "fsGroup": RUN_AS_USER, "seccompProfile": {"type": "RuntimeDefault"}}
 

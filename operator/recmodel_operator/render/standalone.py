@@ -89,6 +89,7 @@ def render_pod_template(context: RenderContext, storage_uri: str, track: str) ->
     port = TORCHSERVE_METRICS_PORT if context.spec.runtime == "torchserve" else MODEL_SERVER_PORT
     pod_spec: Obj = {
         **pod.placement(context.spec),
+        **pod.termination(context.spec),
         "securityContext": pod.pod_security_context(),
         "automountServiceAccountToken": False,
         "containers": [_server_container(context, model_dir)],
