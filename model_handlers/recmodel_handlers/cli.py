@@ -111,6 +111,20 @@ def _predict(args: argparse.Namespace) -> None:
             print(f"  {rank:>3}. {item['id']:<16} {item['score']:.4f}")
 
 
+def _explain(args: argparse.Namespace) -> None:
+    from recmodel_handlers.client import explain
+    from recmodel_handlers.explain_view import heat_map, table
+
+    request = json.loads(Path(args.request).read_text())
+    for index, explanation in enumerate(explain(args.url, args.name, request, host=args.host)["explanations"]):
+        print(f"instance {index}: model {explanation['model']} {explanation['version']}, {explanation['method']}")
+        print(table(explanation))
+        if args.png:
+            out = Path(args.png) if index == 0 else Path(args.png).with_stem(f"{Path(args.png).stem}-{index}")
+            heat_map(explanation, out)
+            print(f"heat map in {out}")
+
+
 def _fetch(args: argparse.Namespace) -> None:
     from recmodel_handlers.storage import fetch
 
@@ -177,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--host", help="Host header, as an ingress routes by it")
     predict.add_argument("--protocol", choices=("v1", "v2"), default="v1")
     predict.set_defaults(func=_predict)
+
+    explain = commands.add_parser("explain", help="why each item ranks where it does: contribution per feature group")
+    explain.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8080")
+    explain.add_argument("--name", required=True)
+    explain.add_argument("--request", required=True, help='JSON file: a ranking document or {"instances": [...]}')
+    explain.add_argument("--host", help="Host header, as an ingress routes by it")
+    explain.add_argument("--png", help="also draw a heat map (items x feature groups) into this PNG (needs matplotlib)")
+    explain.set_defaults(func=_explain)
 
     fetch = commands.add_parser("fetch", help="download a model (s3:// gs:// https:// file://) into a folder")
     fetch.add_argument("--uri", required=True)

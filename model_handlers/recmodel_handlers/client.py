@@ -45,3 +45,17 @@ def predict(
         result = {"predictions": [orjson.loads(d) for d in response.json()["outputs"][0]["data"]]}
     result["latency_ms"] = (time.perf_counter() - started) * 1000
     return result
+
+
+def explain(
+    url: str, name: str, request: dict[str, Any], host: str | None = None, timeout: float = 60.0
+) -> dict[str, Any]:
+    headers = {"content-type": "application/json"}
+    if host:
+        headers["host"] = host
+    response = _shared_client(timeout).post(
+        f"{url.rstrip('/')}/v1/models/{name}:explain", content=orjson.dumps(as_instances(request)), headers=headers
+    )
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result

@@ -19,6 +19,7 @@ import torch
 
 from recmodel_handlers.cache import LruTtlCache
 from recmodel_handlers.errors import QualityGateError, RequestError
+from recmodel_handlers.explain import MAX_EXPLAINED, explain
 from recmodel_handlers.features import EncodedRequest, FeatureEncoder
 from recmodel_handlers.model import RankingModel
 from recmodel_handlers.optimize import GateResult, compiled, quality_gate, with_precision
@@ -167,6 +168,26 @@ class RankingCore:
     def finish(self, request: EncodedRequest, scores: np.ndarray) -> Doc:
         items = rank_items(request.candidates.ids, request.candidates.categories, scores, request.rules)
         return {"items": items, "model": self.name, "version": self.version}
+
+    def explain(self, docs: list[Any]) -> list[Doc]:
+        """The ranking, each shown item with its score's Shapley values per feature group
+        (`recmodel_handlers.explain`); at most MAX_EXPLAINED items per document."""
+        model = self.model if isinstance(self.model, RankingModel) else self.package.model
+        encoded = [self.encode(doc) for doc in docs]
+        batch = self.score(encoded)
+        results = []
+        for request, scores in zip(encoded, batch.scores, strict=True):
+            ranked = self.finish(request, scores)
+            position = {cid: i for i, cid in enumerate(request.candidates.ids)}
+            shown = ranked["items"][:MAX_EXPLAINED]
+            why = explain(model, request, [position[item["id"]] for item in shown], self.device)
+            ranked["items"] = [{**item, **why.item(k)} for k, item in enumerate(shown)] + ranked["items"][
+                MAX_EXPLAINED:
+            ]
+            ranked["groups"] = why.groups
+            ranked["method"] = "shapley-over-feature-groups"
+            results.append(ranked)
+        return results
 
     def rank(self, docs: list[Any]) -> list[Doc]:
         """Documents in, ranked results out, all in one forward pass."""

@@ -90,9 +90,7 @@ class ServerState:
 
 def is_inference(scope: Scope) -> bool:
     path: str = scope.get("path", "")
-    return scope.get("method") == "POST" and (
-        path.endswith("/infer") or path.endswith(":predict") or path.endswith(":explain")
-    )
+    return scope.get("method") == "POST" and (path.endswith("/infer") or path.endswith(":predict"))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

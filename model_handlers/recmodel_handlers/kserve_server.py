@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from recmodel_handlers.wire import TENSORS, from_v2_inputs, to_v2_inputs
 log = logging.getLogger(__name__)
 V2_INPUT = "request"
 V2_OUTPUT = "ranking"
+MAX_EXPLAINS_WAITING = 4
 
 
 @dataclass
@@ -121,6 +123,9 @@ class RecModelServer(Model):  # type: ignore[misc]
         self.outputs: list[oip.TensorSpec] = DOCUMENT_OUTPUTS
         self.in_flight = 0
         self._client: httpx.AsyncClient | None = None
+        self._explaining = asyncio.Semaphore(1)
+        self._explain_waiting = 0
+        self._explain_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recmodel-explain")
 
     # -- lifecycle ---------------------------------------------------------------------------
     def load(self) -> bool:
@@ -196,6 +201,40 @@ class RecModelServer(Model):  # type: ignore[misc]
             m.INFLIGHT.labels(model=self.name).dec()
             m.REQUESTS.labels(model=self.name, code=code).inc()
             m.REQUEST_SECONDS.labels(model=self.name).observe(time.perf_counter() - started)
+
+    async def explain_docs(self, payload: Any) -> dict[str, Any]:
+        """V1 `:explain`: the ranking plus each shown item's Shapley values per feature group.
+        One explanation at a time, on its own thread: the ranking path's batcher never waits
+        for it."""
+        if self.core is None:
+            raise RequestError("verb", "explain is served by the role that scores (all), not by a transformer")
+        started = time.perf_counter()
+        code = "200"
+        try:
+            docs = RankingCore.instances_of(payload)
+            check_request_candidates(docs, self.settings.max_request_candidates)
+            if self._explain_waiting >= MAX_EXPLAINS_WAITING:
+                raise Overloaded(0.0, 0.0, f"busy: {self._explain_waiting} explanations are waiting already")
+            self._explain_waiting += 1
+            try:
+                await self._explaining.acquire()
+            finally:
+                self._explain_waiting -= 1
+            try:
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(self._explain_thread, self.core.explain, docs)
+            finally:
+                self._explaining.release()
+            return {"explanations": results}
+        except RequestError:
+            code = "400"
+            raise
+        except Overloaded:
+            code = "503"
+            raise
+        finally:
+            m.EXPLAINS.labels(model=self.name, code=code).inc()
+            m.EXPLAIN_SECONDS.labels(model=self.name).observe(time.perf_counter() - started)
 
     def validate(self, payload: Any) -> Any:
         return payload  # preprocess validated it; KServe's own check assumes a dict

@@ -51,6 +51,8 @@ class ServedModel(Protocol):
 
     def admit(self) -> None: ...
 
+    def explain_docs(self, payload: Any) -> Awaitable[dict[str, Any]]: ...
+
     def __call__(self, body: Any, headers: dict[str, str] | None = None) -> Awaitable[tuple[Any, dict[str, str]]]: ...
 
 
@@ -132,6 +134,10 @@ class Routes:
         result, _ = await model(payload, dict(request.headers))
         return _json(result)
 
+    async def explain(self, request: Request, model_name: str) -> Response:
+        model = self.model(model_name)
+        return _json(await model.explain_docs(jsondoc.loads(await request.body())))
+
     def router(self) -> fastapi.APIRouter:
         router = fastapi.APIRouter()
         get, post = ["GET"], ["POST"]
@@ -145,6 +151,7 @@ class Routes:
             router.add_api_route(f"{prefix}/infer", self.infer, methods=post)
         router.add_api_route("/v1/models/{model_name}", self.v1_model_ready, methods=get)
         router.add_api_route("/v1/models/{model_name}:predict", self.predict, methods=post)
+        router.add_api_route("/v1/models/{model_name}:explain", self.explain, methods=post)
         return router
 
 

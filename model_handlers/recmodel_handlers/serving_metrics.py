@@ -29,3 +29,10 @@ QUALITY_DROP = Gauge(
     "recmodel_quality_gate_ndcg_drop", "NDCG@K drop of the requested precision vs fp32", ["model", "precision"]
 )
 PRECISION = Gauge("recmodel_precision_info", "Precision in use (1) by the model", ["model", "precision"])
+EXPLAIN_SECONDS = Histogram(
+    "recmodel_explain_duration_seconds",
+    "Whole explain request (Shapley values per feature group), apart from the ranking path",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
+EXPLAINS = Counter("recmodel_explain_requests_total", "Explain requests by HTTP code", ["model", "code"])
