@@ -186,9 +186,12 @@ class Guard:
             await reply(400, deadline)
             return
         try:
+            # A newcomer may wait behind at most one request's worth of work, or the budget if
+            # that is longer (slow models would otherwise never overlap two requests).
             wait = self.throughput.wait(self.state.admitted)
-            if wait * 1000 > self.settings.max_queue_ms:
-                raise Overloaded(wait, self.settings.max_queue_ms / 1000)
+            allowed = max(self.settings.max_queue_ms / 1000, self.throughput.wait(1))
+            if wait > allowed:
+                raise Overloaded(wait, allowed)
             if self.state.admitted >= self.settings.max_queue:
                 raise Overloaded(
                     0.0,

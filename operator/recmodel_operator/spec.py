@@ -186,11 +186,11 @@ class ServerSpec(ApiModel):
         32, ge=1, le=10000, description="Inference requests inside a replica at once; more get 503 with Retry-After."
     )
     max_queue_ms: int = Field(
-        12,
+        5,
         ge=1,
         le=60000,
-        description="Longest wait a replica accepts for a newcomer (requests inside / measured capacity); more get "
-        "503 with Retry-After. Raise it for models slower than ~10 ms a request.",
+        description="Longest wait a replica accepts for a newcomer (requests inside / measured capacity), or one "
+        "request's service time if that is longer; more get 503 with Retry-After.",
     )
     request_timeout_ms: int = Field(
         10000, ge=1, le=600000, description="Deadline of a request (clients may ask for less); then HTTP 504."
