@@ -8,7 +8,72 @@ import sys
 from pathlib import Path
 
 
+def _next_version(version: str) -> str:
+    import re
+
+    match = re.fullmatch(r"(.*?)(\d+)", version)
+    return f"{match.group(1)}{int(match.group(2)) + 1}" if match else f"{version}.1"
+
+
+def _retrain(args: argparse.Namespace) -> None:
+    """`train --from DIR --data new.csv`: warm start from a packaged model, refuse a regression."""
+    from recmodel_handlers.data import load_csv
+    from recmodel_handlers.package import load_package, save_package
+    from recmodel_handlers.train import K, retrain
+
+    if not args.data:
+        raise SystemExit("--from needs --data: the new interactions (CSV) to train on")
+    parent = load_package(args.from_dir)
+    docs = load_csv(Path(args.data))
+    if args.validation:
+        train_docs, validation = docs, load_csv(Path(args.validation))
+    else:  # the log is in time order: validate on its most recent tenth
+        split = max(1, int(len(docs) * 0.9))
+        train_docs, validation = docs[:split], docs[split:]
+    if not train_docs or not validation:
+        raise SystemExit(f"{args.data}: too few sessions to train and validate on ({len(docs)})")
+    result = retrain(
+        parent.model,
+        parent.stats,
+        train_docs,
+        validation,
+        epochs=args.epochs,
+        seed=args.seed,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    ndcg = f"ndcg@{K}"
+    print(f"{'metric':<12}{'new':>10}{'parent':>10}   (on {len(validation)} new validation sessions)")
+    for key in result.metrics["model"]:
+        print(f"{key:<12}{result.metrics['model'][key]:>10.4f}{result.metrics['parent'][key]:>10.4f}")
+    if result.regression > args.max_regression:
+        raise SystemExit(
+            f"refused: the new model's {ndcg} is {result.regression:.4f} below its parent "
+            f"{parent.name} {parent.version} on the new data (allowed: {args.max_regression}); nothing written"
+        )
+    version = args.version if args.version != "v1" else _next_version(parent.version)
+    save_package(
+        Path(args.out),
+        model=result.model,
+        stats=parent.stats,
+        validation=parent.validation,
+        metrics=result.metrics,
+        name=parent.name if args.name == "recmodel" else args.name,
+        version=version,
+        parent={
+            "name": parent.name,
+            "version": parent.version,
+            "created": parent.manifest.get("created"),
+            "directory": str(Path(args.from_dir).resolve()),
+            ndcg: result.metrics["parent"][ndcg],
+        },
+    )
+    print(f"packaged {version} (from {parent.version}) in {args.out}")
+
+
 def _train(args: argparse.Namespace) -> None:
+    if args.from_dir:
+        _retrain(args)
+        return
     from recmodel_handlers.data import load_csv, make_world, sample_documents
     from recmodel_handlers.model import ModelConfig
     from recmodel_handlers.package import save_package
@@ -155,7 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden", type=int, nargs="+", default=[256, 128], help="MLP layer sizes")
     train.add_argument("--validation-docs", type=int, default=60, help="documents kept for the quality gate")
     train.add_argument("--name", default="recmodel")
-    train.add_argument("--version", default="v1")
+    train.add_argument("--version", default="v1", help="with --from: default the parent's version plus one")
+    train.add_argument("--from", dest="from_dir", help="warm-start from this packaged model (needs --data)")
+    train.add_argument("--validation", help="with --from: validation CSV (default: the newest tenth of --data)")
+    train.add_argument(
+        "--max-regression",
+        type=float,
+        default=0.01,
+        help="with --from: refuse (exit 1, write nothing) when NDCG@10 drops more than this below the parent",
+    )
     train.set_defaults(func=_train)
 
     package = commands.add_parser("package", help="build a TorchServe model store from a model directory")

@@ -52,6 +52,7 @@ def save_package(
     metrics: dict[str, Any],
     name: str = "recmodel",
     version: str = "v1",
+    parent: dict[str, Any] | None = None,
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), directory / WEIGHTS)
@@ -67,6 +68,8 @@ def save_package(
         "metrics": metrics,
         "files": list(REQUIRED_FILES),
     }
+    if parent is not None:
+        manifest["parent"] = parent  # the package this one was warm-started from
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -100,6 +101,37 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
+def fit(
+    model: RankingModel,
+    data: EncodedSet,
+    *,
+    epochs: int,
+    seed: int,
+    batch_size: int,
+    lr: float,
+    log: Any,
+) -> float:
+    """Minibatch training of `model` on `data` in place; returns the seconds it took."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.BCEWithLogitsLoss()
+    generator = torch.Generator().manual_seed(seed)
+    started = time.monotonic()
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(data.item), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            loss = loss_fn(model(*data.model_inputs(batch)), data.labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        log(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f} ({time.monotonic() - started:.1f}s)")
+    model.eval()
+    return time.monotonic() - started
+
+
 def train(
     train_docs: Sequence[Doc],
     test_docs: Sequence[Doc],
@@ -118,23 +150,7 @@ def train(
     encoder = FeatureEncoder(schema, stats, max_candidates=100_000)
     data = encode_set(encoder, train_docs)
     model = RankingModel(schema, config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.BCEWithLogitsLoss()
-    generator = torch.Generator().manual_seed(seed)
-    started = time.monotonic()
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(data.item), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            loss = loss_fn(model(*data.model_inputs(batch)), data.labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
-        log(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f} ({time.monotonic() - started:.1f}s)")
-    model.eval()
+    seconds = fit(model, data, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, log=log)
     model_metrics = evaluate(score_documents(model, encoder, test_docs), test_docs)
     baseline = evaluate(popularity_scores(train_docs, test_docs), test_docs)
     metrics = {
@@ -142,6 +158,48 @@ def train(
         "popularity": baseline,
         "train_rows": len(data.item),
         "test_documents": len(test_docs),
-        "train_seconds": round(time.monotonic() - started, 2),
+        "train_seconds": round(seconds, 2),
     }
     return TrainResult(model=model, stats=stats, metrics=metrics)
+
+
+@dataclass
+class RetrainResult:
+    model: RankingModel
+    metrics: dict[str, Any]  # "model" and "parent" on the new validation documents
+
+    @property
+    def regression(self) -> float:
+        """How much NDCG@K the new model loses against its parent (negative: it gains)."""
+        return float(self.metrics["parent"][f"ndcg@{K}"] - self.metrics["model"][f"ndcg@{K}"])
+
+
+def retrain(
+    parent: RankingModel,
+    stats: FeatureStats,
+    train_docs: Sequence[Doc],
+    validation_docs: Sequence[Doc],
+    *,
+    epochs: int = 2,
+    seed: int = 0,
+    batch_size: int = 1024,
+    lr: float = 1e-3,
+    log: Any = print,
+) -> RetrainResult:
+    """Warm start: the parent's weights and feature statistics (so its normalization and hash
+    buckets stay valid: new user and item ids hash into the same tables) trained further on new
+    interactions; both models are then measured on the same new validation documents."""
+    torch.manual_seed(seed)
+    encoder = FeatureEncoder(parent.schema, stats, max_candidates=100_000)
+    model = copy.deepcopy(parent)
+    seconds = fit(
+        model, encode_set(encoder, train_docs), epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, log=log
+    )
+    metrics = {
+        "model": evaluate(score_documents(model, encoder, validation_docs), validation_docs),
+        "parent": evaluate(score_documents(parent, encoder, validation_docs), validation_docs),
+        "train_rows": sum(len(d["candidates"]) for d in train_docs),
+        "validation_documents": len(validation_docs),
+        "train_seconds": round(seconds, 2),
+    }
+    return RetrainResult(model=model, metrics=metrics)

@@ -4,10 +4,12 @@ metrics out, clearly better than ranking by popularity."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from recmodel_handlers.data import make_world, sample_documents, write_csv
 from recmodel_handlers.package import load_package
@@ -53,3 +55,56 @@ def test_train_from_an_interaction_log_csv(tmp_path: Path) -> None:
     )
     assert "ndcg@10" in result.stdout
     assert load_package(out).validation
+
+
+def _shuffled_labels(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    labels = [c["label"] for d in docs for c in d["candidates"]]
+    random.Random(0).shuffle(labels)
+    it = iter(labels)
+    return [{**d, "candidates": [{**c, "label": next(it)} for c in d["candidates"]]} for d in docs]
+
+
+def test_incremental_retraining_records_its_parent_and_refuses_a_worse_model(
+    trained_model: Path, tmp_path: Path
+) -> None:
+    world = make_world(0)
+    fresh = sample_documents(world, 1500, 20, seed=21)
+    for doc in fresh[:500]:  # new users and items hash into the parent's tables
+        doc["user"]["id"] = f"new-{doc['user']['id']}"
+        for candidate in doc["candidates"][:5]:
+            candidate["id"] = f"new-{candidate['id']}"
+    write_csv(fresh, tmp_path / "new.csv")
+    write_csv(sample_documents(world, 150, 20, seed=22), tmp_path / "validation.csv")
+    write_csv(_shuffled_labels(fresh), tmp_path / "noise.csv")
+    common = [f"--from={trained_model}", f"--validation={tmp_path / 'validation.csv'}", "--epochs=2"]
+
+    good = subprocess.run(
+        [RECMODEL, "train", *common, f"--data={tmp_path / 'new.csv'}", f"--out={tmp_path / 'v8'}"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert good.returncode == 0, good.stdout + good.stderr
+    child = load_package(tmp_path / "v8")
+    assert child.version == "v8" and child.name == "ranker"
+    parent = child.manifest["parent"]
+    assert parent["version"] == "v7" and parent["name"] == "ranker"
+    new_ndcg, parent_ndcg = (
+        child.manifest["metrics"]["model"]["ndcg@10"],
+        child.manifest["metrics"]["parent"]["ndcg@10"],
+    )
+    assert parent["ndcg@10"] == parent_ndcg
+    assert new_ndcg >= parent_ndcg - 0.01
+    assert _metrics(good.stdout)["ndcg@10"] == (round(new_ndcg, 4), round(parent_ndcg, 4))
+
+    bad = subprocess.run(
+        [RECMODEL, "train", *common, f"--data={tmp_path / 'noise.csv'}", f"--out={tmp_path / 'noise'}"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert bad.returncode == 1
+    assert "refused: the new model's ndcg@10 is" in bad.stderr and "below its parent ranker v7" in bad.stderr
+    assert not (tmp_path / "noise").exists()
