@@ -35,6 +35,7 @@ def namespace(cluster: Tools) -> Iterator[str]:
 def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small model trained once per session with the real training code."""
     from recmodel_handlers.data import make_world, sample_documents
+    from recmodel_handlers.features import build_item_table
     from recmodel_handlers.model import ModelConfig
     from recmodel_handlers.package import save_package
     from recmodel_handlers.train import train
@@ -53,5 +54,6 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         metrics=result.metrics,
         name="ranker",
         version="v7",
+        items=build_item_table(train_docs),
     )
     return out

@@ -18,6 +18,7 @@ def _next_version(version: str) -> str:
 def _retrain(args: argparse.Namespace) -> None:
     """`train --from DIR --data new.csv`: warm start from a packaged model, refuse a regression."""
     from recmodel_handlers.data import load_csv
+    from recmodel_handlers.features import build_item_table
     from recmodel_handlers.package import load_package, save_package
     from recmodel_handlers.train import K, retrain
 
@@ -66,6 +67,7 @@ def _retrain(args: argparse.Namespace) -> None:
             "directory": str(Path(args.from_dir).resolve()),
             ndcg: result.metrics["parent"][ndcg],
         },
+        items={**(parent.items or {}), **build_item_table(train_docs)},
     )
     print(f"packaged {version} (from {parent.version}) in {args.out}")
 
@@ -75,6 +77,7 @@ def _train(args: argparse.Namespace) -> None:
         _retrain(args)
         return
     from recmodel_handlers.data import load_csv, make_world, sample_documents
+    from recmodel_handlers.features import build_item_table
     from recmodel_handlers.model import ModelConfig
     from recmodel_handlers.package import save_package
     from recmodel_handlers.train import train
@@ -109,6 +112,7 @@ def _train(args: argparse.Namespace) -> None:
         metrics=result.metrics,
         name=args.name,
         version=args.version,
+        items=build_item_table(train_docs),
     )
     model, baseline = result.metrics["model"], result.metrics["popularity"]
     print(f"{'metric':<12}{'model':>10}{'popularity':>12}")

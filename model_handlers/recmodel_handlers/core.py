@@ -62,7 +62,9 @@ class RankingCore:
         self.name = package.name
         self.version = package.version
         self.device = device or pick_device()
-        self.encoder = FeatureEncoder(package.schema, package.stats, settings.top_k, settings.max_candidates)
+        self.encoder = FeatureEncoder(
+            package.schema, package.stats, settings.top_k, settings.max_candidates, items=package.items
+        )
         self.gate: GateResult | None = None
         self.gate_error: QualityGateError | None = None
         self.precision = "fp32"

@@ -154,6 +154,7 @@ class _Hasher:
 
 
 _STR = {str}
+_DICT = {dict}
 _STR_OR_INT = {str, int}
 _OPTIONAL_STR = {str, type(None)}
 _OPTIONAL_DICT = {dict, type(None)}
@@ -184,16 +185,38 @@ def _raise_duplicate(ids: list[str]) -> NoReturn:
     raise AssertionError("no duplicate found")
 
 
+ItemTable = dict[str, Doc]  # item id -> its candidate fields (category, brand, price, features)
+ITEM_FIELDS = ("category", "brand", "price", "features")
+
+
+def build_item_table(docs: Iterable[Doc]) -> ItemTable:
+    """Each item's fields as last seen in the documents (training time), for ids-only requests."""
+    table: ItemTable = {}
+    for doc in docs:
+        for candidate in doc["candidates"]:
+            table[str(candidate["id"])] = {k: candidate[k] for k in ITEM_FIELDS if candidate.get(k) is not None}
+    return table
+
+
 class FeatureEncoder:
-    """Documents in, model inputs out. One instance per model; thread-safe for reads."""
+    """Documents in, model inputs out. One instance per model; thread-safe for reads.
+
+    A candidate may be a bare id (`"sku-1"`) or an object with only some fields: the rest come
+    from the item table packaged with the model, and what the request sends wins."""
 
     def __init__(
-        self, schema: FeatureSchema, stats: FeatureStats, default_top_k: int = 50, max_candidates: int = 1000
+        self,
+        schema: FeatureSchema,
+        stats: FeatureStats,
+        default_top_k: int = 50,
+        max_candidates: int = 1000,
+        items: ItemTable | None = None,
     ) -> None:
         self.schema = schema
         self.stats = stats
         self.default_top_k = default_top_k
         self.max_candidates = max_candidates
+        self.items = items or {}
         self._user = _Hasher("user", schema.user_buckets)
         self._item = _Hasher("item", schema.item_buckets)
         self._category = _Hasher("category", schema.category_buckets)
@@ -267,6 +290,8 @@ class FeatureEncoder:
             raise RequestError("candidates", "must not be empty")
         if len(candidates) > self.max_candidates:
             raise RequestError("candidates", f"has {len(candidates)} items; at most {self.max_candidates} are accepted")
+        if self.items or not set(map(type, candidates)) <= _DICT:
+            candidates = self._completed(candidates)
         try:
             # map(dict.get, ...) pulls one field out of every candidate without a Python-level loop.
             ids: list[Any] = list(map(dict.__getitem__, candidates, repeat("id")))
@@ -312,11 +337,34 @@ class FeatureEncoder:
             dense=self._normalize(raw.astype(np.float32), self._item_mean, self._item_std),
         )
 
+    def _completed(self, candidates: list[Any]) -> list[Any]:
+        """Bare ids become objects; fields a candidate leaves out come from the item table."""
+        items = self.items
+        out: list[Any] = []
+        for candidate in candidates:
+            kind = type(candidate)
+            if kind is str or kind is int:
+                known = items.get(str(candidate))
+                out.append({**known, "id": candidate} if known else {"id": candidate})
+            elif kind is dict and items and len(candidate) <= len(ITEM_FIELDS):  # one that sends all is taken as sent
+                known = items.get(str(candidate.get("id")))
+                if known is None:
+                    out.append(candidate)
+                    continue
+                merged = {**known, **candidate}
+                sent = candidate.get("features")
+                if type(sent) is dict and "features" in known:
+                    merged["features"] = {**known["features"], **sent}
+                out.append(merged)
+            else:
+                out.append(candidate)  # the checks below name what is wrong with it
+        return out
+
     def _raise_first_error(self, candidates: list[Any]) -> NoReturn:
         """Walks the candidates to name the first bad field (only for bad requests)."""
         for i, candidate in enumerate(candidates):
             if type(candidate) is not dict:
-                raise RequestError(f"candidates[{i}]", "must be an object")
+                raise RequestError(f"candidates[{i}]", "must be an id (string) or an object")
             cid = candidate.get("id")
             if cid is None:
                 raise RequestError(f"candidates[{i}].id", "is required")

@@ -135,7 +135,7 @@ class RecModelServer(Model):  # type: ignore[misc]
                 raise ValueError("role transformer needs --predictor-host (KServe passes --predictor_host)")
             package = load_package(self.model_dir)
             self.encoder = FeatureEncoder(
-                package.schema, package.stats, self.settings.top_k, self.settings.max_candidates
+                package.schema, package.stats, self.settings.top_k, self.settings.max_candidates, items=package.items
             )
             self.version = package.version
         else:

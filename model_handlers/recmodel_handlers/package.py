@@ -4,6 +4,8 @@ manifest.json        format version, name, version, feature schema, model config
 weights.pt           the model's state_dict (fp32)
 feature_stats.json   normalization statistics from training
 validation.json      a small validation set (documents with true relevance) for the quality gate
+items.json           optional: each item's category, brand, price and features as of training,
+                     so requests may send candidates as bare ids
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import torch
 
 from recmodel_handlers import FORMAT_VERSION
 from recmodel_handlers.errors import ModelDirError
-from recmodel_handlers.features import FeatureSchema, FeatureStats
+from recmodel_handlers.features import FeatureSchema, FeatureStats, ItemTable
 from recmodel_handlers.model import ModelConfig, RankingModel
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.pt"
 STATS = "feature_stats.json"
 VALIDATION = "validation.json"
+ITEMS = "items.json"
 REQUIRED_FILES = (MANIFEST, WEIGHTS, STATS, VALIDATION)
 
 Doc = dict[str, Any]
@@ -41,6 +44,7 @@ class Package:
     model: RankingModel
     validation: list[Doc]
     manifest: dict[str, Any]
+    items: ItemTable | None = None
 
 
 def save_package(
@@ -53,11 +57,14 @@ def save_package(
     name: str = "recmodel",
     version: str = "v1",
     parent: dict[str, Any] | None = None,
+    items: ItemTable | None = None,
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), directory / WEIGHTS)
     (directory / STATS).write_text(json.dumps(stats.to_json(), indent=2))
     (directory / VALIDATION).write_text(json.dumps(validation))
+    if items is not None:
+        (directory / ITEMS).write_text(json.dumps(items, separators=(",", ":")))
     manifest = {
         "formatVersion": FORMAT_VERSION,
         "name": name,
@@ -71,6 +78,11 @@ def save_package(
     if parent is not None:
         manifest["parent"] = parent  # the package this one was warm-started from
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def package_files(directory: Path) -> list[Path]:
+    """The files a copy of the package needs: the required ones and the optional ones present."""
+    return [directory / name for name in (*REQUIRED_FILES, ITEMS) if (directory / name).is_file()]
 
 
 def load_package(directory: Path | str) -> Package:
@@ -93,6 +105,7 @@ def load_package(directory: Path | str) -> Package:
         config = ModelConfig.from_json(manifest["modelConfig"])
         stats = FeatureStats.from_json(json.loads((directory / STATS).read_text()))
         validation = json.loads((directory / VALIDATION).read_text())
+        items = json.loads((directory / ITEMS).read_text()) if (directory / ITEMS).is_file() else None
     except (ValueError, KeyError, TypeError) as error:
         raise ModelDirError(f"model directory {directory} is corrupt: {error!r}") from error
     model = RankingModel(schema, config)
@@ -112,4 +125,5 @@ def load_package(directory: Path | str) -> Package:
         model=model,
         validation=validation,
         manifest=manifest,
+        items=items,
     )

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from recmodel_handlers.package import REQUIRED_FILES, load_package
+from recmodel_handlers.package import load_package, package_files
 
 HANDLER_SOURCE = '''"""Entry point TorchServe imports from the .mar; the handler lives in recmodel_handlers."""
 from recmodel_handlers.torchserve_handler import RecModelHandler
@@ -86,7 +86,7 @@ def build_model_store(
     with tempfile.TemporaryDirectory() as tmp:
         handler = Path(tmp) / "handler.py"
         handler.write_text(HANDLER_SOURCE)
-        extra = ",".join(str(model_dir / name) for name in REQUIRED_FILES)
+        extra = ",".join(str(path) for path in package_files(model_dir))
         subprocess.run(
             [
                 sys.executable,
