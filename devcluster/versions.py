@@ -33,6 +33,7 @@ HELM_VERSION = "v3.22.0"
 KSERVE_VERSION = "v0.20.0"
 KSERVE_MODULE = "github.com/kserve/kserve"
 VEGETA_VERSION = "v12.13.0"
+PROMETHEUS_VERSION = "v0.316.0"
 
 
 def _kubernetes_ldflags(version: str) -> tuple[str, ...]:
@@ -92,6 +93,13 @@ COMPONENTS["vegeta"] = Component(
     version=VEGETA_VERSION,
 )
 
+COMPONENTS["prometheus"] = Component(
+    module_dir="prometheus",
+    packages=("github.com/prometheus/prometheus/cmd/promtool",),
+    binary_names=(f"promtool-{PROMETHEUS_VERSION}",),
+    version=PROMETHEUS_VERSION,
+)
+
 BINARIES = (
     "kube-apiserver",
     "kube-controller-manager",
@@ -102,6 +110,7 @@ BINARIES = (
     "helm",
     f"kserve-manager-{KSERVE_VERSION}",
     f"vegeta-{VEGETA_VERSION}",
+    f"promtool-{PROMETHEUS_VERSION}",
 )
 
 

@@ -77,6 +77,31 @@ class Throughput:
         return inside * busy / self._answered
 
 
+class StandingQueue:
+    """The fewest requests inside the server at any moment of the last interval (CoDel's idea):
+    a burst comes and goes within it, overload keeps the replica busy through it. Only then does
+    the replica refuse work, so bursts at moderate load are absorbed."""
+
+    INTERVAL = 0.025  # a few requests' service time: CoDel's 100 ms is scaled to network round trips
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._start = clock()
+        self._current = 0
+        self._previous = 0
+
+    def observe(self, inside: int) -> None:
+        now = self._clock()
+        if now - self._start > self.INTERVAL:
+            self._previous, self._current, self._start = self._current, inside, now
+        else:
+            self._current = min(self._current, inside)
+
+    @property
+    def depth(self) -> int:
+        return min(self._previous, self._current)
+
+
 @dataclass
 class ServerState:
     """Shared by the middleware, the routes and the signal handler."""
@@ -120,6 +145,7 @@ class Guard:
         self.settings = settings
         self.state = state
         self.throughput = Throughput()
+        self.standing = StandingQueue()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -186,11 +212,13 @@ class Guard:
             await reply(400, deadline)
             return
         try:
-            # A newcomer may wait behind at most one request's worth of work, or the budget if
+            # Once the replica has been busy for a whole interval (a standing queue, not a burst),
+            # a newcomer may wait behind at most one request's worth of work, or the budget if
             # that is longer (slow models would otherwise never overlap two requests).
+            self.standing.observe(self.state.admitted)
             wait = self.throughput.wait(self.state.admitted)
             allowed = max(self.settings.max_queue_ms / 1000, self.throughput.wait(1))
-            if wait > allowed:
+            if self.standing.depth > 0 and wait > allowed:
                 raise Overloaded(wait, allowed)
             if self.state.admitted >= self.settings.max_queue:
                 raise Overloaded(
@@ -222,6 +250,7 @@ class Guard:
         finally:
             self.state.admitted -= 1
             self.throughput.finished(self.state.admitted)
+            self.standing.observe(self.state.admitted)
 
     @staticmethod
     def _log_rejection(scope: Scope, status: int) -> None:

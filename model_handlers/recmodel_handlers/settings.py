@@ -87,7 +87,7 @@ class ServerSettings(FlagSettings):
     """What protects one replica: limits on a request, on the work waiting, and shutdown."""
 
     max_body_bytes: int = 16 * 2**20
-    max_queue: int = 32  # inference requests inside the server at once; more get 503 + Retry-After
+    max_queue: int = 8  # inference requests inside the server at once; more get 503 + Retry-After
     max_queue_ms: float = 5.0  # work queued ahead of a request, in time at the measured rate; more: 503
     request_timeout_ms: float = 10_000.0  # default deadline; a request may ask for less
     drain_seconds: float = 5.0  # after SIGTERM: not ready but still serving, then stop

@@ -19,6 +19,10 @@ Runtime = Literal["kserve", "torchserve"]
 Backend = Literal["kserve", "standalone"]
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 Metric = Literal["cpu", "memory", "concurrency", "rps", "latency"]
+TORCHSERVE_METRICS = (
+    "runtime torchserve does not export the recmodel_* series that latency (and, on backend standalone, rps and "
+    "concurrency) scaling queries; use runtime kserve, or metric cpu or memory"
+)
 
 
 class ApiModel(BaseModel):
@@ -183,14 +187,14 @@ class ServerSpec(ApiModel):
         "16Mi", pattern=QUANTITY_PATTERN, description="Largest request body, e.g. 16Mi; larger get HTTP 413."
     )
     max_queue: int = Field(
-        32, ge=1, le=10000, description="Inference requests inside a replica at once; more get 503 with Retry-After."
+        8, ge=1, le=10000, description="Inference requests inside a replica at once; more get 503 with Retry-After."
     )
     max_queue_ms: int = Field(
         5,
         ge=1,
         le=60000,
-        description="Longest wait a replica accepts for a newcomer (requests inside / measured capacity), or one "
-        "request's service time if that is longer; more get 503 with Retry-After.",
+        description="Once a replica has been busy for 25 ms on end: longest wait it accepts for a newcomer "
+        "(requests inside / measured capacity), or one request's service time if longer; more get 503 with Retry-After.",
     )
     request_timeout_ms: int = Field(
         10000, ge=1, le=600000, description="Deadline of a request (clients may ask for less); then HTTP 504."
@@ -267,6 +271,12 @@ class RecModelSpec(ApiModel):
                     "rule": "!has(self.preprocessing) || self.preprocessing.mode != 'transformer' || self.runtime == 'kserve'",
                     "message": "preprocessing.mode transformer needs runtime kserve (TorchServe does features inline)",
                 },
+                {
+                    "rule": "self.runtime != 'torchserve' || !has(self.autoscaling) || !has(self.autoscaling.metric) || "
+                    "!(self.autoscaling.metric == 'latency' || (self.backend == 'standalone' && "
+                    "(self.autoscaling.metric == 'rps' || self.autoscaling.metric == 'concurrency')))",
+                    "message": TORCHSERVE_METRICS,
+                },
             ]
         }
     )
@@ -303,7 +313,15 @@ class RecModelSpec(ApiModel):
             raise ValueError("preprocessing.mode transformer needs backend kserve")
         if self.preprocessing.mode == "transformer" and self.runtime != "kserve":
             raise ValueError("preprocessing.mode transformer needs runtime kserve (TorchServe does features inline)")
+        if self.runtime == "torchserve" and self.scales_on_model_metrics:
+            raise ValueError(TORCHSERVE_METRICS)
         return self
+
+    @property
+    def scales_on_model_metrics(self) -> bool:
+        """KEDA on a Prometheus query of the model server's own series (not KServe's autoscaler)."""
+        metric = self.autoscaling.metric
+        return metric == "latency" or (self.backend == "standalone" and metric in ("rps", "concurrency"))
 
 
 class Condition(ApiModel):

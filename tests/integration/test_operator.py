@@ -201,6 +201,7 @@ def test_standalone_unschedulable_pods_report_the_scheduler_reason(operator: Ope
         ({"model": {}}, "storageUri"),
         ({"canary": {"storageUri": "s3://m/v8", "trafficPercent": 150}}, "trafficPercent"),
         ({"runtime": "torchserve", "preprocessing": {"mode": "transformer"}}, "transformer needs runtime kserve"),
+        ({"runtime": "torchserve", "autoscaling": {"metric": "latency"}}, "runtime torchserve does not export"),
     ],
 )
 def test_invalid_specs_are_refused_by_the_api_server(

@@ -93,6 +93,11 @@ def test_a_normalised_field_is_applied_once_not_forever() -> None:
         ({"autoscaling": {"minReplicas": 3, "maxReplicas": 2}}, "minReplicas must not exceed maxReplicas"),
         ({"ranking": {"topK": 100, "maxCandidates": 10}}, "topK must not exceed maxCandidates"),
         ({"preprocessing": {"mode": "transformer"}, "backend": "standalone"}, "transformer needs backend kserve"),
+        ({"runtime": "torchserve", "autoscaling": {"metric": "latency"}}, "runtime torchserve does not export"),
+        (
+            {"runtime": "torchserve", "backend": "standalone", "autoscaling": {"metric": "rps"}},
+            "runtime torchserve does not export",
+        ),
     ],
 )
 def test_the_spec_model_refuses_what_the_crd_refuses_and_more(raw: dict[str, Any], message: str) -> None:
