@@ -95,8 +95,8 @@ COMPONENTS["vegeta"] = Component(
 
 COMPONENTS["prometheus"] = Component(
     module_dir="prometheus",
-    packages=("github.com/prometheus/prometheus/cmd/promtool",),
-    binary_names=(f"promtool-{PROMETHEUS_VERSION}",),
+    packages=("github.com/prometheus/prometheus/cmd/promtool", "github.com/prometheus/prometheus/cmd/prometheus"),
+    binary_names=(f"promtool-{PROMETHEUS_VERSION}", f"prometheus-{PROMETHEUS_VERSION}"),
     version=PROMETHEUS_VERSION,
 )
 
@@ -111,6 +111,7 @@ BINARIES = (
     f"kserve-manager-{KSERVE_VERSION}",
     f"vegeta-{VEGETA_VERSION}",
     f"promtool-{PROMETHEUS_VERSION}",
+    f"prometheus-{PROMETHEUS_VERSION}",
 )
 
 

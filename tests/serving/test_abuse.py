@@ -48,7 +48,8 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes, int, str]] = [
     ("empty candidates", "POST", V1, {}, v1({"candidates": []}), 400, "instances[0].candidates"),
     ("candidate without id", "POST", V1, {}, v1({"candidates": [{"id": "a"}, {"price": 3}]}), 400, "candidates[1].id"),
     ("candidate id an object", "POST", V1, {}, v1({"candidates": [{"id": {"x": 1}}]}), 400, "candidates[0].id"),
-    ("candidate a number", "POST", V1, {}, v1({"candidates": [7]}), 400, "candidates[0]"),
+    ("candidate a list", "POST", V1, {}, v1({"candidates": [["a"]]}), 400, "candidates[0]"),
+    ("candidate a float", "POST", V1, {}, v1({"candidates": [7.5]}), 400, "candidates[0]"),
     ("price a string", "POST", V1, {}, v1({"candidates": [{"id": "a", "price": "cheap"}]}), 400, "candidates[0].price"),
     ("negative price", "POST", V1, {}, v1({"candidates": [{"id": "a", "price": -1}]}), 400, "candidates[0].price"),
     (
