@@ -83,7 +83,9 @@ def running_prometheus(targets: list[Target], workdir: Path) -> Iterator[Prometh
                         break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"prometheus did not start:\n{(workdir / 'prometheus.log').read_text()[-2000:]}") from None
+                    raise RuntimeError(
+                        f"prometheus did not start:\n{(workdir / 'prometheus.log').read_text()[-2000:]}"
+                    ) from None
             time.sleep(0.3)
         yield Prometheus(url)
     finally:
