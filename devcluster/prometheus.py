@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from devcluster.ports import free_ports
+from devcluster.servers import stop_process
 from devcluster.versions import PROMETHEUS_VERSION, bin_dir
 
 
@@ -89,10 +90,5 @@ def running_prometheus(targets: list[Target], workdir: Path) -> Iterator[Prometh
             time.sleep(0.3)
         yield Prometheus(url)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()

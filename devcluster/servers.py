@@ -34,7 +34,8 @@ def wait_http(
     raise TimeoutError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:] if log else ''}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 20 s."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -65,7 +66,7 @@ def kserve_server(
         wait_http(f"{url}/v2/health/ready", process=process, log=log)
         yield url
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @contextmanager
@@ -114,7 +115,7 @@ def torchserve_server(
     finally:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, 15)
-        _stop(process)
+        stop_process(process)
 
 
 def _wait_worker_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:

@@ -12,7 +12,9 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +101,32 @@ def _encode_all(encoder: FeatureEncoder, docs: list[Any], origins: list[str]) ->
     return encoded
 
 
+def status_of(error: BaseException) -> str:
+    """The HTTP status a failure of the model's work ends in (as the REST layer maps it)."""
+    if isinstance(error, RequestError):
+        return "400"
+    if isinstance(error, Overloaded):
+        return "503"
+    if isinstance(error, TimeoutError | asyncio.CancelledError):
+        return "504"
+    return "500"
+
+
+@contextmanager
+def _counted(requests: Callable[..., Any], seconds: Any, model: str) -> Iterator[None]:
+    """Counts one request by its final status and observes its duration."""
+    started = time.perf_counter()
+    code = "200"
+    try:
+        yield
+    except BaseException as error:
+        code = status_of(error)
+        raise
+    finally:
+        requests(model=model, code=code).inc()
+        seconds.observe(time.perf_counter() - started)
+
+
 class RecModelServer(Model):  # type: ignore[misc]
     def __init__(
         self,
@@ -178,29 +206,14 @@ class RecModelServer(Model):  # type: ignore[misc]
     async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None) -> Any:
         self.in_flight += 1
         m.INFLIGHT.labels(model=self.name).inc()
-        started = time.perf_counter()
-        code = "200"
         try:
-            if verb is None:
-                return await super().__call__(body, headers)
-            return await super().__call__(body, headers, verb)
-        except RequestError:
-            code = "400"
-            raise
-        except Overloaded:
-            code = "503"
-            raise
-        except (TimeoutError, asyncio.CancelledError):
-            code = "504"
-            raise
-        except Exception:
-            code = "500"
-            raise
+            with _counted(m.REQUESTS.labels, m.REQUEST_SECONDS.labels(model=self.name), self.name):
+                if verb is None:
+                    return await super().__call__(body, headers)
+                return await super().__call__(body, headers, verb)
         finally:
             self.in_flight -= 1
             m.INFLIGHT.labels(model=self.name).dec()
-            m.REQUESTS.labels(model=self.name, code=code).inc()
-            m.REQUEST_SECONDS.labels(model=self.name).observe(time.perf_counter() - started)
 
     async def explain_docs(self, payload: Any) -> dict[str, Any]:
         """V1 `:explain`: the ranking plus each shown item's Shapley values per feature group.
@@ -208,9 +221,7 @@ class RecModelServer(Model):  # type: ignore[misc]
         for it."""
         if self.core is None:
             raise RequestError("verb", "explain is served by the role that scores (all), not by a transformer")
-        started = time.perf_counter()
-        code = "200"
-        try:
+        with _counted(m.EXPLAINS.labels, m.EXPLAIN_SECONDS.labels(model=self.name), self.name):
             docs = RankingCore.instances_of(payload)
             check_request_candidates(docs, self.settings.max_request_candidates)
             if self._explain_waiting >= MAX_EXPLAINS_WAITING:
@@ -226,15 +237,6 @@ class RecModelServer(Model):  # type: ignore[misc]
             finally:
                 self._explaining.release()
             return {"explanations": results}
-        except RequestError:
-            code = "400"
-            raise
-        except Overloaded:
-            code = "503"
-            raise
-        finally:
-            m.EXPLAINS.labels(model=self.name, code=code).inc()
-            m.EXPLAIN_SECONDS.labels(model=self.name).observe(time.perf_counter() - started)
 
     def validate(self, payload: Any) -> Any:
         return payload  # preprocess validated it; KServe's own check assumes a dict
