@@ -24,6 +24,10 @@ from devcluster.fixtures import Tools
 from devcluster.ports import free_ports
 from devcluster.versions import KUBERNETES_VERSION, REPO_ROOT
 
+# The toleration the NVIDIA GPU operator's taint needs, written out here rather than taken from
+# the renderer, so the tests check what the operator renders against what the cluster expects.
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
 SHARED_CRDS = REPO_ROOT.parent / "shared" / "crds"
 CHART = REPO_ROOT / "charts" / "recmodel-operator"
 # KServe's own CRDs come with its controller (devcluster installs them from the same module).

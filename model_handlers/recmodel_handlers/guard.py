@@ -226,7 +226,11 @@ class Guard:
                     0.0,
                     f"busy: {self.state.admitted} requests in progress, the limit is {self.settings.max_queue}",
                 )
-            self.state.admit()  # before the body is read: refusing must cost next to nothing
+            # The models' own check, also before the body is read: scoring work queued in the
+            # batcher (candidates at the measured scoring rate), not gated by the standing queue.
+            # It curbs the bursts the gate lets in: without it accepted p99 at 4x load measured
+            # 57 ms instead of about 32 (tests/serving/test_load.py).
+            self.state.admit()
         except Overloaded as busy:
             self.state.rejected_busy += 1
             await reply(503, str(busy), [(b"retry-after", str(busy.retry_after).encode())])

@@ -14,6 +14,7 @@ import pytest
 
 from devcluster.fixtures import Tools
 from devcluster.testing import (
+    GPU_TOLERATION,
     OperatorProcess,
     apply,
     condition,
@@ -27,8 +28,6 @@ from devcluster.testing import (
 )
 
 pytestmark = pytest.mark.cluster
-
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
 def _standalone(name: str, **spec: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 
 from devcluster.fixtures import Tools
 from devcluster.testing import (
+    GPU_TOLERATION,
     OperatorProcess,
     apply,
     condition,
@@ -22,8 +23,6 @@ from devcluster.testing import (
 )
 
 pytestmark = pytest.mark.cluster
-
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
 def _kserve_deployment(tools: Tools, namespace: str, name: str) -> dict[str, Any]:

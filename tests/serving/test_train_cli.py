@@ -78,13 +78,11 @@ def test_incremental_retraining_records_its_parent_and_refuses_a_worse_model(
     write_csv(_shuffled_labels(fresh), tmp_path / "noise.csv")
     common = [f"--from={trained_model}", f"--validation={tmp_path / 'validation.csv'}", "--epochs=2"]
 
-    good = subprocess.run(
-        [RECMODEL, "train", *common, f"--data={tmp_path / 'new.csv'}", f"--out={tmp_path / 'v8'}"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    def retrain(data: str, out: str) -> subprocess.CompletedProcess[str]:
+        command = [RECMODEL, "train", *common, f"--data={tmp_path / data}", f"--out={tmp_path / out}"]
+        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
+
+    good = retrain("new.csv", "v8")
     assert good.returncode == 0, good.stdout + good.stderr
     child = load_package(tmp_path / "v8")
     assert child.version == "v8" and child.name == "ranker"
@@ -98,13 +96,7 @@ def test_incremental_retraining_records_its_parent_and_refuses_a_worse_model(
     assert new_ndcg >= parent_ndcg - 0.01
     assert _metrics(good.stdout)["ndcg@10"] == (round(new_ndcg, 4), round(parent_ndcg, 4))
 
-    bad = subprocess.run(
-        [RECMODEL, "train", *common, f"--data={tmp_path / 'noise.csv'}", f"--out={tmp_path / 'noise'}"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    bad = retrain("noise.csv", "noise")
     assert bad.returncode == 1
     assert "refused: the new model's ndcg@10 is" in bad.stderr and "below its parent ranker v7" in bad.stderr
     assert not (tmp_path / "noise").exists()
