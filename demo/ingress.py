@@ -42,7 +42,8 @@ class Upstreams:
 
 
 def build_app(routes: dict[str, list[str]]) -> Starlette:
-    """routes: host -> upstream base URLs (the Service's endpoints)."""
+    """routes: host -> upstream base URLs (the Service's endpoints). The lists are read live:
+    a caller may add and remove endpoints while it runs, as EndpointSlices change."""
     client = httpx.AsyncClient(timeout=30)
     upstreams = {host: Upstreams(urls) for host, urls in routes.items()}
 
