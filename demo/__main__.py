@@ -7,7 +7,9 @@
 5. `kubectl apply` two samples (a CPU ranker and an A100 ranker) and wait until Ready
 6. start the model server with the exact command the operator rendered
 7. send ranking requests through an ingress (routing by Host, from the rendered Ingress)
-8. tear everything down (or keep it: --keep)
+8. autoscaling on p95 latency: load on a model server scraped by the cluster's Prometheus, KEDA
+   reads it, the HPA adds replicas, KWOK runs them; load stops, replicas go back (timeline + PNG)
+9. tear everything down (or keep it: --keep)
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from typing import Any
 from demo.ingress import running_ingress
 from devcluster import cluster
 from devcluster.fixtures import Tools
-from devcluster.servers import kserve_server
+from devcluster.prometheus import Prometheus
+from devcluster.scaling_loop import LATENCY_WORKERS, UNITS, autoscaled, load_for, run_loop, scaled_model
+from devcluster.servers import kserve_server, local_command
 from devcluster.testing import install_crds, running_operator, service_account_kubeconfig, wait_for
 from recmodel_handlers.client import predict
 from recmodel_handlers.samples import make_request
@@ -37,7 +41,7 @@ NAMESPACE = "shop"
 
 
 def step(number: int, text: str) -> None:
-    print(f"\n\033[1m[{number}/8] {text}\033[0m", flush=True)
+    print(f"\n\033[1m[{number}/9] {text}\033[0m", flush=True)
 
 
 def show(command: list[str], output: str) -> None:
@@ -51,20 +55,10 @@ def kubectl(tools: Tools, *args: str) -> str:
     return out
 
 
-def rendered_server_command(tools: Tools, deployment: str) -> list[str]:
+def rendered_server_container(tools: Tools, deployment: str) -> dict[str, Any]:
     obj = json.loads(tools.kubectl_run("get", "deployment", deployment, "-n", NAMESPACE, "-o", "json").stdout)
-    container = obj["spec"]["template"]["spec"]["containers"][0]
-    return [*container["command"], *container["args"]]
-
-
-def localize(argv: list[str], model_dir: Path) -> list[str]:
-    """The pod's command, pointed at the local model folder; host and port are set by the runner."""
-    out = [str(Path(sys.executable).parent / argv[0])]
-    for arg in argv[1:]:
-        if arg.startswith(("--host=", "--http-port=")):
-            continue
-        out.append(f"--model-dir={model_dir}" if arg.startswith("--model-dir=") else arg)
-    return out
+    container: dict[str, Any] = obj["spec"]["template"]["spec"]["containers"][0]
+    return container
 
 
 def _is_ready(tools: Tools, name: str) -> bool:
@@ -72,16 +66,17 @@ def _is_ready(tools: Tools, name: str) -> bool:
     return bool((obj.get("status") or {}).get("phase") == "Ready")
 
 
-def run(keep: bool) -> None:
+def run(keep: bool, plot: Path | None) -> None:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="recmodel-demo-"))
+    plot = plot or work / "autoscaling-latency.png"
     with ExitStack() as stack:
         step(1, "Local control plane (real Kubernetes components as processes, KWOK nodes)")
         was_running = cluster.is_running()
         info = cluster.up()
         if not was_running and not keep:
             stack.callback(cluster.down)
-        tools = Tools(kubeconfig=info.kubeconfig, kubectl=info.bin_dir / "kubectl", helm=info.bin_dir / "helm")
+        tools = Tools.of(info)
         kubectl(tools, "get", "nodes", "-L", "nvidia.com/gpu.product")
 
         step(2, "KServe's controller runs in the cluster; helm install of the RecModel chart (and its runtime)")
@@ -153,9 +148,9 @@ def run(keep: bool) -> None:
         routes: dict[str, list[str]] = {}  # ingress host -> local servers
         model_of: dict[str, str] = {}  # ingress host -> model name
         for name in names[:2]:  # the standalone ones (the KServe one is shown by KServe's status)
-            argv = rendered_server_command(tools, f"{name}-predictor")
-            print("pod command:   " + " ".join(argv))
-            local = localize(argv, model_dir)
+            container = rendered_server_container(tools, f"{name}-predictor")
+            print("pod command:   " + " ".join([*container["command"], *container["args"]]))
+            local = local_command(container, model_dir)
             url = stack.enter_context(kserve_server(model_dir, name, work / f"{name}.log", argv=local))
             ingress = json.loads(tools.kubectl_run("get", "ingress", name, "-n", NAMESPACE, "-o", "json").stdout)
             routes[ingress["spec"]["rules"][0]["host"]] = [url]
@@ -179,7 +174,29 @@ def run(keep: bool) -> None:
                 f"  latency over 20 requests: p50 {latencies[10]:.1f} ms, p95 {latencies[18]:.1f} ms (client side, through the ingress)"
             )
 
-        step(8, "Done" + (": keeping everything running (--keep)" if keep else ": tearing down"))
+        step(8, "Autoscaling on p95 latency: Prometheus scrapes the server, KEDA reads Prometheus, the HPA scales")
+        autoscaled_ranker = autoscaled("autoscaled-ranker", "latency", scale_down_window_s=15)
+        print("spec.autoscaling: " + json.dumps(autoscaled_ranker["spec"]["autoscaling"]))
+        predict_url = stack.enter_context(scaled_model(tools, NAMESPACE, autoscaled_ranker, model_dir, work))
+        kubectl(tools, "get", "scaledobject,hpa", "-n", NAMESPACE)
+        body = work / "autoscaling-request.json"
+        body.write_text(json.dumps({"instances": [make_request(1000)]}))
+        assert info.prometheus_url is not None
+        print(
+            f"load: {LATENCY_WORKERS} clients back to back (1,000 candidates each) until 4 replicas are ready, then none"
+        )
+        timeline = run_loop(
+            tools,
+            Prometheus(info.prometheus_url),
+            NAMESPACE,
+            autoscaled_ranker,
+            lambda: load_for("latency", predict_url, body, work),
+        )
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        timeline.plot(plot, UNITS["latency"])
+        print(f"timeline plotted to {plot}")
+
+        step(9, "Done" + (": keeping everything running (--keep)" if keep else ": tearing down"))
         if keep:
             stack.pop_all()
             print(f"KUBECONFIG={info.kubeconfig}; stop with `make cluster-down`")
@@ -191,7 +208,9 @@ def main() -> None:
         prog="make demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--keep", action="store_true", help="leave the cluster, operator install and samples running")
-    run(parser.parse_args().keep)
+    parser.add_argument("--plot", type=Path, help="where to write the autoscaling timeline (PNG)")
+    args = parser.parse_args()
+    run(args.keep, args.plot)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,15 @@ def _build_component(component: Component, out_dir: Path) -> None:
         _log(f"built {name} in {time.monotonic() - started:.0f}s")
 
 
+def module_source(module: str, version: str, wrapper: str) -> Path:
+    """An upstream module's source as the Go module cache holds it (its CRDs and configs live
+    there), downloaded through the wrapper module `gomod/<wrapper>` when the cache lacks it."""
+    path = Path(_go_env("GOMODCACHE")) / f"{module}@{version}"
+    if not path.exists():
+        subprocess.run([go_binary(), "mod", "download", f"{module}@{version}"], cwd=GOMOD_DIR / wrapper, check=True)
+    return path
+
+
 def kwok_stages_file() -> Path:
     return cache_dir() / "kwok-stages.yaml"
 
@@ -66,11 +75,7 @@ def _write_kwok_stages() -> None:
     target = kwok_stages_file()
     if target.exists():
         return
-    module = Path(_go_env("GOMODCACHE")) / f"sigs.k8s.io/kwok@{KWOK_VERSION}"
-    if not module.exists():
-        subprocess.run(
-            [go_binary(), "mod", "download", f"sigs.k8s.io/kwok@{KWOK_VERSION}"], cwd=GOMOD_DIR / "kwok", check=True
-        )
+    module = module_source("sigs.k8s.io/kwok", KWOK_VERSION, "kwok")
     docs = [(module / rel).read_text() for rel in KWOK_STAGE_FILES]
     target.write_text("\n---\n".join(doc.strip() for doc in docs) + "\n")
 

@@ -18,12 +18,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from devcluster import kserve, processes
+from devcluster import keda, kserve, processes
 from devcluster import pki as pki_module
+from devcluster import prometheus as prometheus_module
 from devcluster.build import build_all, kwok_stages_file
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.nodes import NODES, render_node
@@ -32,7 +33,10 @@ from devcluster.processes import Layout, Ports
 from devcluster.versions import KSERVE_VERSION, REPO_ROOT
 
 KSERVE_MANAGER = f"kserve-manager-{KSERVE_VERSION}"
-START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", KSERVE_MANAGER)
+PROMETHEUS = prometheus_module.BINARY
+CORE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+ADDONS = (KSERVE_MANAGER, keda.OPERATOR, keda.ADAPTER, PROMETHEUS)
+START_ORDER = (*CORE, *ADDONS)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class ClusterInfo:
     kubeconfig: Path
     server: str
     bin_dir: Path
+    prometheus_url: str | None = None  # the cluster's Prometheus (absent on a bare cluster)
+    prometheus_targets: Path | None = None  # where to register processes for it to scrape
 
 
 def default_layout() -> Layout:
@@ -117,7 +123,14 @@ def is_running(layout: Layout | None = None) -> bool:
 def info(layout: Layout | None = None) -> ClusterInfo:
     layout = layout or default_layout()
     state = _read_state(layout) or {}
-    return ClusterInfo(kubeconfig=layout.kubeconfig, server=str(state.get("server", "")), bin_dir=layout.bin)
+    prometheus_url = state.get("prometheus")
+    return ClusterInfo(
+        kubeconfig=layout.kubeconfig,
+        server=str(state.get("server", "")),
+        bin_dir=layout.bin,
+        prometheus_url=str(prometheus_url) if prometheus_url else None,
+        prometheus_targets=layout.prometheus_targets if prometheus_url else None,
+    )
 
 
 def _start(name: str, argv: list[str], layout: Layout, env: dict[str, str] | None = None) -> int:
@@ -184,6 +197,38 @@ def _prepare_kserve(layout: Layout) -> None:
     kserve.write_serving_certs(layout.kserve_tmp, layout.pki.server_cert, layout.pki.server_key)
 
 
+def _prepare_keda(layout: Layout) -> None:
+    _apply(layout, [*keda.crds(), keda.namespace()])
+    _wait("KEDA CRDs", lambda: _crds_established(layout), timeout=90)
+
+
+def _register_metrics_api(layout: Layout, ports: Ports) -> None:
+    """After KEDA's metrics API server is up: the aggregation layer routes to it."""
+    _apply(layout, [keda.metrics_service(ports.keda_adapter), keda.api_service(ports.keda_adapter, _ca_bundle(layout))])
+    last: list[str] = []
+
+    def available() -> bool:
+        try:
+            status = json.loads(_kubectl(layout, "get", "apiservice", keda.API_SERVICE, "-o", "json")).get("status", {})
+        except RuntimeError as error:
+            last[:] = [str(error)]
+            return False
+        found: dict[str, Any] = next((c for c in status.get("conditions", []) if c["type"] == "Available"), {})
+        last[:] = [f"{found.get('reason')}: {found.get('message')}"]
+        return found.get("status") == "True"
+
+    try:
+        _wait("external.metrics.k8s.io", available, timeout=60)
+    except RuntimeError as error:
+        raise RuntimeError(f"{error}; APIService {keda.API_SERVICE}: {last}") from None
+
+
+def _prepare_prometheus(layout: Layout) -> None:
+    shutil.rmtree(layout.prometheus, ignore_errors=True)
+    layout.prometheus_targets.mkdir(parents=True)
+    prometheus_module.write_config(layout.prometheus, prometheus_module.config(targets_dir=layout.prometheus_targets))
+
+
 def _nodes_ready(layout: Layout) -> bool:
     try:
         nodes = json.loads(_kubectl(layout, "get", "nodes", "-o", "json"))["items"]
@@ -201,9 +246,10 @@ def _default_service_account(layout: Layout) -> bool:
     return _kubectl_ok(layout, "get", "serviceaccount", "default", "-n", "default")
 
 
-def up(layout: Layout | None = None, *, with_kserve: bool = True) -> ClusterInfo:
-    """Starts the cluster unless it is already running; returns how to reach it. Without KServe
-    it is a plain Kubernetes cluster (as the standalone backend expects)."""
+def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo:
+    """Starts the cluster unless it is already running; returns how to reach it. Its add-ons are
+    KServe's controller, KEDA (operator and metrics API server) and Prometheus; without them it
+    is a plain Kubernetes cluster (as the standalone backend expects)."""
     layout = layout or default_layout()
     if is_running(layout):
         _log(f"already running at {info(layout).server}")
@@ -222,8 +268,8 @@ def up(layout: Layout | None = None, *, with_kserve: bool = True) -> ClusterInfo
         link.unlink(missing_ok=True)
         link.symlink_to(bin_dir / tool)
 
-    cluster_pki = pki_module.create(layout.pki.directory)
-    ports = Ports(*free_ports(9))
+    cluster_pki = pki_module.create(layout.pki.directory, addon_dns_names=(keda.SERVICE_DNS_NAME,))
+    ports = Ports(*free_ports(len(fields(Ports))))
     server = f"https://127.0.0.1:{ports.apiserver}"
     write_kubeconfig(layout.kubeconfig, server, cluster_pki)
 
@@ -236,18 +282,36 @@ def up(layout: Layout | None = None, *, with_kserve: bool = True) -> ClusterInfo
         KSERVE_MANAGER: kserve.manager_argv(
             bin_dir / KSERVE_MANAGER, ports.kserve_metrics, ports.kserve_probe, ports.kserve_webhook
         ),
+        keda.OPERATOR: keda.operator_argv(
+            bin_dir / keda.OPERATOR, cluster_pki.addon_dir, ports.keda_metrics, ports.keda_probe, ports.keda_grpc
+        ),
+        keda.ADAPTER: keda.adapter_argv(
+            bin_dir / keda.ADAPTER,
+            cluster_pki.addon_dir,
+            layout.kubeconfig,
+            ports.keda_adapter,
+            ports.keda_grpc,
+            ports.keda_adapter_metrics,
+        ),
+        PROMETHEUS: prometheus_module.argv(layout.prometheus, ports.prometheus),
     }
     envs = {
         KSERVE_MANAGER: {
             "KUBECONFIG": str(layout.kubeconfig),
             "POD_NAMESPACE": kserve.NAMESPACE,
             "TMPDIR": str(layout.kserve_tmp),
-        }
+        },
+        keda.OPERATOR: keda.environment(layout.kubeconfig),
+        keda.ADAPTER: keda.environment(layout.kubeconfig),
     }
+    prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
     pids: dict[str, int] = {}
 
     def save_state() -> None:
-        layout.state.write_text(json.dumps({"server": server, "ports": asdict(ports), "pids": pids}, indent=2))
+        state: dict[str, object] = {"server": server, "ports": asdict(ports), "pids": pids}
+        if with_addons:
+            state["prometheus"] = prometheus_url
+        layout.state.write_text(json.dumps(state, indent=2))
 
     admin = _admin_ssl_context(layout)
     health: dict[str, Callable[[], bool]] = {
@@ -259,19 +323,30 @@ def up(layout: Layout | None = None, *, with_kserve: bool = True) -> ClusterInfo
         "kube-scheduler": lambda: _http_ok(f"https://127.0.0.1:{ports.scheduler}/healthz", _insecure_ssl_context()),
         "kwok": lambda: is_listening(ports.kwok),
         KSERVE_MANAGER: lambda: _http_ok(f"http://127.0.0.1:{ports.kserve_probe}/readyz"),
+        keda.OPERATOR: lambda: _http_ok(f"http://127.0.0.1:{ports.keda_probe}/readyz"),
+        keda.ADAPTER: lambda: _http_ok(f"https://127.0.0.1:{ports.keda_adapter}/readyz", _insecure_ssl_context()),
+        PROMETHEUS: lambda: _http_ok(f"{prometheus_url}/-/ready"),
     }
-    before_start: dict[str, Callable[[], None]] = {KSERVE_MANAGER: lambda: _prepare_kserve(layout)}
+    before_start: dict[str, Callable[[], None]] = {
+        KSERVE_MANAGER: lambda: _prepare_kserve(layout),
+        keda.OPERATOR: lambda: _prepare_keda(layout),
+        PROMETHEUS: lambda: _prepare_prometheus(layout),
+    }
+    after_start: dict[str, Callable[[], None]] = {
+        "kwok": lambda: _add_nodes(layout),
+        keda.ADAPTER: lambda: _register_metrics_api(layout, ports),
+    }
     try:
-        for name in START_ORDER if with_kserve else START_ORDER[:-1]:
+        for name in START_ORDER if with_addons else CORE:
             if name in before_start:
                 before_start[name]()
             pids[name] = _start(name, argvs[name], layout, envs.get(name))
             save_state()
             _wait(name, health[name], timeout=90, log_file=layout.logs / f"{name}.log")
             _log(f"{name} is up (pid {pids[name]})")
-            if name == "kwok":
-                _add_nodes(layout)
-        if with_kserve:
+            if name in after_start:
+                after_start[name]()
+        if with_addons:
             _apply(layout, kserve.webhook_configurations(ports.kserve_webhook, _ca_bundle(layout)))
             _apply(layout, [kserve.torchserve_runtime()])  # through KServe's own validating webhook
         _wait("default service account", lambda: _default_service_account(layout), timeout=60)

@@ -18,6 +18,18 @@ class Tools:
     kubeconfig: Path
     kubectl: Path
     helm: Path
+    prometheus_url: str | None = None
+    prometheus_targets: Path | None = None
+
+    @classmethod
+    def of(cls, info: cluster.ClusterInfo) -> Tools:
+        return cls(
+            kubeconfig=info.kubeconfig,
+            kubectl=info.bin_dir / "kubectl",
+            helm=info.bin_dir / "helm",
+            prometheus_url=info.prometheus_url,
+            prometheus_targets=info.prometheus_targets,
+        )
 
     def kubectl_run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         return _run([str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args], stdin, check, timeout=120)
@@ -39,7 +51,7 @@ def running_cluster() -> Iterator[Tools]:
     started_here = not cluster.is_running()
     info = cluster.up()
     try:
-        yield Tools(kubeconfig=info.kubeconfig, kubectl=info.bin_dir / "kubectl", helm=info.bin_dir / "helm")
+        yield Tools.of(info)
     finally:
         if started_here:
             cluster.down()
@@ -47,11 +59,12 @@ def running_cluster() -> Iterator[Tools]:
 
 @contextmanager
 def bare_cluster(root: Path) -> Iterator[Tools]:
-    """A second, throwaway cluster without KServe (nor KEDA): what the standalone backend is for."""
+    """A second, throwaway cluster without add-ons (KServe, KEDA, Prometheus): what the
+    standalone backend is for."""
     layout = Layout(root)
-    info = cluster.up(layout, with_kserve=False)
+    info = cluster.up(layout, with_addons=False)
     try:
-        yield Tools(kubeconfig=info.kubeconfig, kubectl=info.bin_dir / "kubectl", helm=info.bin_dir / "helm")
+        yield Tools.of(info)
     finally:
         cluster.down(layout)
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from devcluster.versions import GOMOD_DIR, KSERVE_MODULE, KSERVE_VERSION
+from devcluster.versions import KSERVE_MODULE, KSERVE_VERSION
 
 NAMESPACE = "kserve"
 CONFIG_MAP = "inferenceservice-config"
@@ -25,15 +24,9 @@ TORCHSERVE_IMAGE = "pytorch/torchserve-kfs:0.9.0"  # config/runtimes/kustomizati
 
 def module_dir() -> Path:
     """KServe's module source, as the Go module cache holds it (downloaded by the build)."""
-    from devcluster.build import go_binary
+    from devcluster.build import module_source
 
-    cache = subprocess.run([go_binary(), "env", "GOMODCACHE"], check=True, capture_output=True, text=True).stdout
-    path = Path(cache.strip()) / f"{KSERVE_MODULE}@{KSERVE_VERSION}"
-    if not path.exists():
-        subprocess.run(
-            [go_binary(), "mod", "download", f"{KSERVE_MODULE}@{KSERVE_VERSION}"], cwd=GOMOD_DIR / "kserve", check=True
-        )
-    return path
+    return module_source(KSERVE_MODULE, KSERVE_VERSION, "kserve")
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:

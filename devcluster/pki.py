@@ -1,5 +1,7 @@
 """Certificates and keys for a local control plane: a CA, the API server's serving cert,
-an admin client cert (group system:masters) and the service-account signing key."""
+an admin client cert (group system:masters), the service-account signing key, the aggregation
+layer's front-proxy CA and client cert, and a serving/client cert for add-on processes on
+127.0.0.1 (KEDA's metrics API server and its gRPC link to the operator)."""
 
 from __future__ import annotations
 
@@ -50,6 +52,23 @@ class Pki:
     def service_account_pub(self) -> Path:
         return self.directory / "sa.pub"
 
+    @property
+    def front_proxy_ca(self) -> Path:
+        return self.directory / "front-proxy-ca.crt"
+
+    @property
+    def front_proxy_client_cert(self) -> Path:
+        return self.directory / "front-proxy-client.crt"
+
+    @property
+    def front_proxy_client_key(self) -> Path:
+        return self.directory / "front-proxy-client.key"
+
+    @property
+    def addon_dir(self) -> Path:
+        """ca.crt, tls.crt, tls.key: the layout KEDA reads from its --cert-dir."""
+        return self.directory / "addons"
+
 
 def _new_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -82,53 +101,87 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key: rsa.RSAPublicKey
     )
 
 
-def create(directory: Path) -> Pki:
-    """Creates a fresh set of credentials (once per cluster start)."""
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _ca(common_name: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    key = _new_key()
+    name = _name(common_name)
+    cert = (
+        _builder(name, name, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _leaf(
+    subject: x509.Name,
+    issuer: tuple[rsa.RSAPrivateKey, x509.Certificate],
+    usages: list[x509.ObjectIdentifier],
+    sans: x509.SubjectAlternativeName | None = None,
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    key = _new_key()
+    issuer_key, issuer_cert = issuer
+    builder = _builder(subject, issuer_cert.subject, key.public_key()).add_extension(
+        x509.ExtendedKeyUsage(usages), critical=False
+    )
+    if sans is not None:
+        builder = builder.add_extension(sans, critical=False)
+    return key, builder.sign(issuer_key, hashes.SHA256())
+
+
+FRONT_PROXY_CLIENT = "front-proxy-client"
+LOOPBACK_SANS = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+
+
+def create(directory: Path, addon_dns_names: tuple[str, ...] = ()) -> Pki:
+    """Creates a fresh set of credentials (once per cluster start). The add-on certificate also
+    names `addon_dns_names`: the aggregation layer checks the Service's DNS name
+    (`<service>.<namespace>.svc`) even where the Service resolves to localhost."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
 
-    ca_key = _new_key()
-    ca_name = _name("recmodel-devcluster-ca")
-    ca_cert = (
-        _builder(ca_name, ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write_key(pki.ca_key, ca_key)
-    pki.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    ca = _ca("recmodel-devcluster-ca")
+    _write_key(pki.ca_key, ca[0])
+    _write_cert(pki.ca_cert, ca[1])
 
-    server_key = _new_key()
-    sans = x509.SubjectAlternativeName(
-        [
-            x509.DNSName("localhost"),
-            x509.DNSName("kubernetes"),
-            x509.DNSName("kubernetes.default.svc"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
-        ]
+    in_cluster = [x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default.svc")]
+    server_sans = x509.SubjectAlternativeName(
+        [*LOOPBACK_SANS, *in_cluster, x509.IPAddress(ipaddress.ip_address("10.96.0.1"))]
     )
-    server_cert = (
-        _builder(_name("kube-apiserver"), ca_name, server_key.public_key())
-        .add_extension(sans, critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    server_key, server_cert = _leaf(_name("kube-apiserver"), ca, [ExtendedKeyUsageOID.SERVER_AUTH], server_sans)
     _write_key(pki.server_key, server_key)
-    pki.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    _write_cert(pki.server_cert, server_cert)
 
-    admin_key = _new_key()
-    admin_cert = (
-        _builder(_name("recmodel-admin", "system:masters"), ca_name, admin_key.public_key())
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    admin_key, admin_cert = _leaf(_name("recmodel-admin", "system:masters"), ca, [ExtendedKeyUsageOID.CLIENT_AUTH])
     _write_key(pki.admin_key, admin_key)
-    pki.admin_cert.write_bytes(admin_cert.public_bytes(serialization.Encoding.PEM))
+    _write_cert(pki.admin_cert, admin_cert)
 
     sa_key = _new_key()
     _write_key(pki.service_account_key, sa_key)
     pki.service_account_pub.write_bytes(
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
+
+    # The aggregation layer: the API server proxies to extension API servers (KEDA's metrics
+    # server) with this client cert; they trust the front-proxy CA for the user it asserts.
+    front_proxy = _ca("recmodel-devcluster-front-proxy-ca")
+    _write_cert(pki.front_proxy_ca, front_proxy[1])
+    proxy_key, proxy_cert = _leaf(_name(FRONT_PROXY_CLIENT), front_proxy, [ExtendedKeyUsageOID.CLIENT_AUTH])
+    _write_key(pki.front_proxy_client_key, proxy_key)
+    _write_cert(pki.front_proxy_client_cert, proxy_cert)
+
+    pki.addon_dir.mkdir(exist_ok=True)
+    addon_key, addon_cert = _leaf(
+        _name("recmodel-devcluster-addon"),
+        ca,
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        x509.SubjectAlternativeName([*LOOPBACK_SANS, *(x509.DNSName(n) for n in addon_dns_names)]),
+    )
+    _write_key(pki.addon_dir / "tls.key", addon_key)
+    _write_cert(pki.addon_dir / "tls.crt", addon_cert)
+    _write_cert(pki.addon_dir / "ca.crt", ca[1])
     return pki

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from devcluster.pki import Pki
+from devcluster.pki import FRONT_PROXY_CLIENT, Pki
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,12 @@ class Ports:
     kserve_metrics: int
     kserve_probe: int
     kserve_webhook: int
+    keda_metrics: int
+    keda_probe: int
+    keda_grpc: int
+    keda_adapter: int
+    keda_adapter_metrics: int
+    prometheus: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,15 @@ class Layout:
     @property
     def kserve_tmp(self) -> Path:
         return self.root / "kserve"
+
+    @property
+    def prometheus(self) -> Path:
+        return self.root / "prometheus"
+
+    @property
+    def prometheus_targets(self) -> Path:
+        """Where whoever starts a process beside the cluster registers its /metrics."""
+        return self.prometheus / "targets"
 
     @property
     def pki(self) -> Pki:
@@ -89,6 +104,15 @@ def kube_apiserver(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
         "--service-account-issuer=https://kubernetes.default.svc",
         "--service-cluster-ip-range=10.96.0.0/16",
         "--authorization-mode=RBAC",
+        # The aggregation layer (KEDA's external.metrics.k8s.io): who the API server is when it
+        # proxies, and the headers that carry the user to the extension API server.
+        f"--requestheader-client-ca-file={pki.front_proxy_ca}",
+        f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki.front_proxy_client_cert}",
+        f"--proxy-client-key-file={pki.front_proxy_client_key}",
         "--allow-privileged=true",
         "--watch-cache=true",
         "--v=1",

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from devcluster.ports import free_ports
 
@@ -43,6 +44,18 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def local_command(container: dict[str, Any], model_dir: Path) -> list[str]:
+    """A pod's model-server command (as the operator rendered it) for a process here: the
+    executable from this environment, the model folder local; host and port are the runner's."""
+    argv = [*container["command"], *container["args"]]
+    out = [str(BIN / argv[0])]
+    for arg in argv[1:]:
+        if arg.startswith(("--host=", "--http-port=")):
+            continue
+        out.append(f"--model-dir={model_dir}" if arg.startswith("--model-dir=") else arg)
+    return out
 
 
 @contextmanager

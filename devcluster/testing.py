@@ -22,6 +22,7 @@ import yaml
 
 from devcluster.fixtures import Tools
 from devcluster.ports import free_ports
+from devcluster.prometheus import Target, register_targets
 from devcluster.versions import KUBERNETES_VERSION, REPO_ROOT
 
 # The toleration the NVIDIA GPU operator's taint needs, written out here rather than taken from
@@ -30,10 +31,10 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 
 SHARED_CRDS = REPO_ROOT.parent / "shared" / "crds"
 CHART = REPO_ROOT / "charts" / "recmodel-operator"
-# KServe's own CRDs come with its controller (devcluster installs them from the same module).
+# KServe's and KEDA's own CRDs come with their controllers (devcluster installs them from the same
+# modules); KEDA's copies here are for a bare cluster that gets KEDA's CRDs without its controller.
+KEDA_CRDS = ["keda/keda.sh_scaledobjects.yaml", "keda/keda.sh_triggerauthentications.yaml"]
 THIRD_PARTY_CRDS = [
-    "keda/keda.sh_scaledobjects.yaml",
-    "keda/keda.sh_triggerauthentications.yaml",
     "prometheus-operator/monitoring.coreos.com_servicemonitors.yaml",
     "prometheus-operator/monitoring.coreos.com_podmonitors.yaml",
     "prometheus-operator/monitoring.coreos.com_prometheusrules.yaml",
@@ -61,10 +62,13 @@ def _crds_established(tools: Tools) -> bool:
 
 
 def install_crds(tools: Tools, *, third_party: bool = True) -> None:
-    """Our CRD, and KEDA's and the Prometheus operator's (their controllers do not run here)."""
+    """Our CRD, the Prometheus operator's (its controller does not run here), and KEDA's where
+    the cluster does not run KEDA already."""
     paths = [REPO_ROOT / "manifests" / "01-crd.yaml"]
     if third_party:
         paths += [SHARED_CRDS / p for p in THIRD_PARTY_CRDS]
+        if tools.kubectl_run("get", "crd", "scaledobjects.keda.sh", check=False).returncode != 0:
+            paths += [SHARED_CRDS / p for p in KEDA_CRDS]
     for path in paths:
         tools.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(path))
     # A CRD created a moment ago may have no status yet, which `kubectl wait` reports as an error.
@@ -275,6 +279,8 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "RECMODEL_RESYNC_SECONDS": str(self.resync_seconds),
             "POD_NAMESPACE": OPERATOR_NAMESPACE,
+            # The cluster's Prometheus, where KEDA's queries go (in a cluster: the chart's value).
+            **({"RECMODEL_PROMETHEUS_URL": self.tools.prometheus_url} if self.tools.prometheus_url else {}),
             **self.env,
         }
         log = self.log_path.open("ab")
@@ -291,9 +297,18 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
+        if self.tools.prometheus_targets is not None:  # scraped as a PodMonitor would
+            target = Target(
+                f"127.0.0.1:{self.metrics_port}", {"namespace": OPERATOR_NAMESPACE, "component": "operator"}
+            )
+            register_targets(self.tools.prometheus_targets, self._target_name, [target])
         if wait:
             wait_for(self.healthy, timeout=60, what="operator health endpoint")
             wait_for(self.synced, timeout=90, what="operator caches synced")
+
+    @property
+    def _target_name(self) -> str:
+        return f"operator-{self.metrics_port}"
 
     @property
     def identity(self) -> str:
@@ -330,6 +345,8 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
+        if self.tools.prometheus_targets is not None:
+            (self.tools.prometheus_targets / f"{self._target_name}.json").unlink(missing_ok=True)
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:

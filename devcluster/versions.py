@@ -34,6 +34,8 @@ KSERVE_VERSION = "v0.20.0"
 KSERVE_MODULE = "github.com/kserve/kserve"
 VEGETA_VERSION = "v12.13.0"
 PROMETHEUS_VERSION = "v0.316.0"
+KEDA_VERSION = "v2.21.0"
+KEDA_MODULE = "github.com/kedacore/keda/v2"
 
 
 def _kubernetes_ldflags(version: str) -> tuple[str, ...]:
@@ -100,6 +102,14 @@ COMPONENTS["prometheus"] = Component(
     version=PROMETHEUS_VERSION,
 )
 
+COMPONENTS["keda"] = Component(
+    module_dir="keda",
+    packages=(f"{KEDA_MODULE}/cmd/operator", f"{KEDA_MODULE}/cmd/adapter"),
+    binary_names=(f"keda-operator-{KEDA_VERSION}", f"keda-adapter-{KEDA_VERSION}"),
+    version=KEDA_VERSION,
+    version_ldflags=(f"-X {KEDA_MODULE}/version.Version={KEDA_VERSION}",),
+)
+
 BINARIES = (
     "kube-apiserver",
     "kube-controller-manager",
@@ -112,6 +122,8 @@ BINARIES = (
     f"vegeta-{VEGETA_VERSION}",
     f"promtool-{PROMETHEUS_VERSION}",
     f"prometheus-{PROMETHEUS_VERSION}",
+    f"keda-operator-{KEDA_VERSION}",
+    f"keda-adapter-{KEDA_VERSION}",
 )
 
 

@@ -23,6 +23,10 @@ TORCHSERVE_METRICS = (
     "runtime torchserve does not export the recmodel_* series that latency (and, on backend standalone, rps and "
     "concurrency) scaling queries; use runtime kserve, or metric cpu or memory"
 )
+SCALE_DOWN_WINDOW = (
+    "autoscaling.scaleDownStabilizationSeconds applies to the autoscalers RecModel writes (backend standalone, or "
+    "metric latency); KServe's own autoscaler on backend kserve has no such setting"
+)
 
 
 class ApiModel(BaseModel):
@@ -164,6 +168,13 @@ class AutoscalingSpec(ApiModel):
         "rps (requests/s per replica), latency (target = p95 milliseconds, through KEDA and Prometheus).",
     )
     target: int = Field(8, ge=1, le=100000, description="Target value of the metric per replica.")
+    scale_down_stabilization_seconds: int | None = Field(
+        None,
+        ge=0,
+        le=3600,
+        description="How long the metric must stay low before replicas are removed (the HPA's scale-down "
+        "stabilization window; Kubernetes' default, 300 s, when unset).",
+    )
 
     @model_validator(mode="after")
     def _range_is_ordered(self) -> AutoscalingSpec:
@@ -277,6 +288,12 @@ class RecModelSpec(ApiModel):
                     "(self.autoscaling.metric == 'rps' || self.autoscaling.metric == 'concurrency')))",
                     "message": TORCHSERVE_METRICS,
                 },
+                {
+                    "rule": "self.backend != 'kserve' || !has(self.autoscaling) || "
+                    "!has(self.autoscaling.scaleDownStabilizationSeconds) || "
+                    "(has(self.autoscaling.metric) && self.autoscaling.metric == 'latency')",
+                    "message": SCALE_DOWN_WINDOW,
+                },
             ]
         }
     )
@@ -315,6 +332,9 @@ class RecModelSpec(ApiModel):
             raise ValueError("preprocessing.mode transformer needs runtime kserve (TorchServe does features inline)")
         if self.runtime == "torchserve" and self.scales_on_model_metrics:
             raise ValueError(TORCHSERVE_METRICS)
+        window = self.autoscaling.scale_down_stabilization_seconds
+        if window is not None and self.backend == "kserve" and self.autoscaling.metric != "latency":
+            raise ValueError(SCALE_DOWN_WINDOW)
         return self
 
     @property

@@ -202,6 +202,7 @@ def test_standalone_unschedulable_pods_report_the_scheduler_reason(operator: Ope
         ({"canary": {"storageUri": "s3://m/v8", "trafficPercent": 150}}, "trafficPercent"),
         ({"runtime": "torchserve", "preprocessing": {"mode": "transformer"}}, "transformer needs runtime kserve"),
         ({"runtime": "torchserve", "autoscaling": {"metric": "latency"}}, "runtime torchserve does not export"),
+        ({"autoscaling": {"metric": "cpu", "scaleDownStabilizationSeconds": 30}}, "KServe's own autoscaler"),
     ],
 )
 def test_invalid_specs_are_refused_by_the_api_server(

@@ -59,6 +59,10 @@ def test_model_rejects_what_the_schema_rejects() -> None:
         RecModelSpec.model_validate(
             {"model": {"storageUri": "s3://x"}, "canary": {"storageUri": "s3://y", "trafficPercent": 150}}
         )
+    with pytest.raises(ValidationError, match="KServe's own autoscaler"):
+        RecModelSpec.model_validate(
+            {"model": {"storageUri": "s3://x"}, "autoscaling": {"metric": "cpu", "scaleDownStabilizationSeconds": 9}}
+        )
 
 
 def test_printer_columns_and_short_name() -> None:

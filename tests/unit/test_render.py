@@ -89,6 +89,29 @@ def test_latency_autoscaling_renders_a_keda_scaled_object_on_p95() -> None:
     assert "scaleMetric" not in isvc["spec"]["predictor"]
 
 
+def test_scale_down_window_reaches_the_hpa_through_keda_or_directly() -> None:
+    window = {"scaleDown": {"stabilizationWindowSeconds": 20}}
+    latency = {
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "metric": "latency",
+        "target": 30,
+        "scaleDownStabilizationSeconds": 20,
+    }
+    scaled = children({**GPU_SPEC, "autoscaling": latency})["ScaledObject/home-feed-ranker-predictor"]
+    assert scaled["spec"]["advanced"] == {"horizontalPodAutoscalerConfig": {"behavior": window}}
+    cpu = {**GPU_SPEC["autoscaling"], "scaleDownStabilizationSeconds": 20}  # type: ignore[dict-item]
+    hpa = children({**GPU_SPEC, "backend": "standalone", "autoscaling": cpu})
+    assert hpa["HorizontalPodAutoscaler/home-feed-ranker-predictor"]["spec"]["behavior"] == window
+    # Unset, Kubernetes' defaults stand: nothing is written.
+    assert (
+        "advanced"
+        not in children({**GPU_SPEC, "autoscaling": {**latency, "scaleDownStabilizationSeconds": None}})[
+            "ScaledObject/home-feed-ranker-predictor"
+        ]["spec"]
+    )
+
+
 def test_canary_sets_kserve_canary_traffic() -> None:
     spec = {**GPU_SPEC, "canary": {"storageUri": "s3://models/home-feed-ranker/v8", "trafficPercent": 10}}
     predictor = children(spec)["InferenceService/home-feed-ranker"]["spec"]["predictor"]

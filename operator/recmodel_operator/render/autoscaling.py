@@ -17,8 +17,10 @@ def prometheus_query(context: RenderContext) -> tuple[str, str]:
     selector = f'namespace="{context.owner.namespace}",model="{context.owner.name}"'
     metric = context.spec.autoscaling.metric
     if metric == "latency":
-        # The whole service's p95 (ms) compared with the target: scale by ratio, not per pod.
-        query = f"1000 * histogram_quantile(0.95, sum(rate(recmodel_request_duration_seconds_bucket{{{selector}}}[2m])) by (le))"
+        # The whole service's p95 (ms) over the last minute compared with the target: scale by
+        # ratio, not per pod. With no requests in that minute the value is NaN, which KEDA reads
+        # as 0, so an idle service goes back to minReplicas.
+        query = f"1000 * histogram_quantile(0.95, sum(rate(recmodel_request_duration_seconds_bucket{{{selector}}}[1m])) by (le))"
         return query, "Value"
     if metric == "rps":
         return f"sum(rate(recmodel_requests_total{{{selector}}}[1m]))", "AverageValue"
@@ -27,9 +29,15 @@ def prometheus_query(context: RenderContext) -> tuple[str, str]:
     raise ValueError(f"metric {metric} is not scaled through Prometheus")
 
 
+def behavior(context: RenderContext) -> Obj | None:
+    """The HPA's scaling behavior, where the spec changes Kubernetes' defaults."""
+    window = context.spec.autoscaling.scale_down_stabilization_seconds
+    return None if window is None else {"scaleDown": {"stabilizationWindowSeconds": window}}
+
+
 def render_hpa(context: RenderContext, deployment: str) -> Obj:
     spec = context.spec
-    return {
+    hpa: Obj = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": context.metadata(deployment, "autoscaler"),
@@ -48,12 +56,15 @@ def render_hpa(context: RenderContext, deployment: str) -> Obj:
             ],
         },
     }
+    if (scaling := behavior(context)) is not None:
+        hpa["spec"]["behavior"] = scaling
+    return hpa
 
 
 def render_scaled_object(context: RenderContext, deployment: str, prometheus_url: str) -> Obj:
     spec = context.spec
     query, metric_type = prometheus_query(context)
-    return {
+    scaled_object: Obj = {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
         "metadata": context.metadata(deployment, "autoscaler"),
@@ -76,3 +87,7 @@ def render_scaled_object(context: RenderContext, deployment: str, prometheus_url
             ],
         },
     }
+    if (scaling := behavior(context)) is not None:
+        # KEDA passes this to the HPA it creates (advanced.horizontalPodAutoscalerConfig).
+        scaled_object["spec"]["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": scaling}}
+    return scaled_object
