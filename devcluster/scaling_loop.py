@@ -96,12 +96,16 @@ class Timeline:
         metric_axis.axhline(
             self.target, color="grey", linestyle="--", label=f"target {self.target:g} {unit}{per_replica}"
         )
+        values = [v for s in self.samples for v in (s.query_value, s.hpa_value) if v is not None and v == v]
+        top = 1.6 * max([*values, self.target])  # headroom for the legend
+        metric_axis.set_ylim(-0.04 * top, top)
         metric_axis.set_ylabel(unit)
         metric_axis.legend(loc="upper right", fontsize="small")
         replica_axis.step(seconds, [s.ready for s in self.samples], where="post", label="ready (Deployment)")
         replica_axis.step(
             seconds, [s.desired for s in self.samples], where="post", linestyle="--", label="desired (HPA)"
         )
+        replica_axis.set_ylim(0, 1.6 * max(s.ready for s in self.samples))
         replica_axis.set_ylabel("replicas")
         replica_axis.yaxis.set_major_locator(MaxNLocator(integer=True))
         replica_axis.set_xlabel("seconds")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from devcluster.fixtures import Tools
+from devcluster.prometheus import Prometheus, Target, registered_targets
 from devcluster.testing import wait_for
 from devcluster.versions import KUBERNETES_VERSION
 
@@ -136,3 +137,28 @@ def test_helm_install_and_uninstall_a_chart(cluster: Tools, namespace: str, tmp_
     assert _get(cluster, "configmap", "tiny-cm", "-n", namespace)["data"]["greeting"] == "hello"
     cluster.helm_run("uninstall", "tiny", "-n", namespace, "--wait")
     assert "NotFound" in cluster.kubectl_run("get", "configmap", "tiny-cm", "-n", namespace, check=False).stderr
+
+
+def test_keda_serves_external_metrics_through_the_aggregation_layer(cluster: Tools) -> None:
+    """The APIService is Available by the API server's own check, and a request to the group is
+    proxied to KEDA's metrics server (with the front-proxy client certificate)."""
+    api_service = _get(cluster, "apiservice", "v1beta1.external.metrics.k8s.io")
+    available = next(c for c in api_service["status"]["conditions"] if c["type"] == "Available")
+    assert available["status"] == "True", available
+    resources = json.loads(cluster.kubectl_run("get", "--raw", "/apis/external.metrics.k8s.io/v1beta1").stdout)
+    assert [r["name"] for r in resources["resources"]] == ["externalmetrics"]
+
+
+def test_prometheus_scrapes_the_processes_registered_with_it(cluster: Tools) -> None:
+    assert cluster.prometheus_url is not None and cluster.prometheus_targets is not None
+    prometheus = Prometheus(cluster.prometheus_url)
+    # Prometheus's own /metrics stands in for a process: registered under a pod's labels, scraped.
+    address = cluster.prometheus_url.removeprefix("http://")
+    labels = {"namespace": "devcluster-check", "pod": "self-0"}
+    with registered_targets(cluster.prometheus_targets, "self-check", [Target(address, labels)]):
+        found = wait_for(
+            lambda: prometheus.value('up{namespace="devcluster-check",pod="self-0"}'),
+            timeout=30,
+            what="the registered target scraped",
+        )
+    assert found == 1.0
