@@ -11,6 +11,7 @@ replicas (written by the ReplicaSet controller once KWOK reports the pods Ready)
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -96,7 +97,7 @@ class Timeline:
         metric_axis.axhline(
             self.target, color="grey", linestyle="--", label=f"target {self.target:g} {unit}{per_replica}"
         )
-        values = [v for s in self.samples for v in (s.query_value, s.hpa_value) if v is not None and v == v]
+        values = [v for s in self.samples for v in (s.query_value, s.hpa_value) if v is not None and not math.isnan(v)]
         top = 1.6 * max([*values, self.target])  # headroom for the legend
         metric_axis.set_ylim(-0.04 * top, top)
         metric_axis.set_ylabel(unit)
