@@ -31,21 +31,23 @@ def namespace(cluster: Tools) -> Iterator[str]:
         yield name
 
 
-@pytest.fixture(scope="session")
-def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small model trained once per session with the real training code."""
-    from recmodel_handlers.data import make_world, sample_documents
+def _train_package(
+    out: Path, *, noise: bool = False, hidden: tuple[int, ...] = (128, 64), docs: int = 2500, version: str = "v7"
+) -> Path:
+    """A small model trained with the real training code (`noise`: on shuffled labels)."""
+    from recmodel_handlers.data import make_world, sample_documents, shuffle_labels
     from recmodel_handlers.features import build_item_table
     from recmodel_handlers.model import ModelConfig
     from recmodel_handlers.package import save_package
     from recmodel_handlers.train import train
 
     world = make_world(0)
-    train_docs = sample_documents(world, 2500, 20, seed=1)
+    train_docs = sample_documents(world, docs, 20, seed=1)
+    if noise:
+        train_docs = shuffle_labels(train_docs)
     test_docs = sample_documents(world, 100, 100, seed=2)
     validation = sample_documents(world, 30, 100, seed=3)
-    result = train(train_docs, test_docs, config=ModelConfig(dim=32, hidden=(128, 64)), epochs=2, log=lambda _m: None)
-    out = tmp_path_factory.mktemp("model") / "ranker"
+    result = train(train_docs, test_docs, config=ModelConfig(dim=32, hidden=hidden), epochs=2, log=lambda _m: None)
     save_package(
         out,
         model=result.model,
@@ -53,7 +55,26 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         validation=validation,
         metrics=result.metrics,
         name="ranker",
-        version="v7",
+        version=version,
         items=build_item_table(train_docs),
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model trained once per session."""
+    return _train_package(tmp_path_factory.mktemp("model") / "ranker")
+
+
+@pytest.fixture(scope="session")
+def noise_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model trained on shuffled labels: it ranks, but unlike `trained_model`."""
+    return _train_package(tmp_path_factory.mktemp("noise-model") / "ranker", noise=True, version="v8-noise")
+
+
+@pytest.fixture(scope="session")
+def heavy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model whose MLP is far larger (three 2048-wide layers): it ranks, but slowly."""
+    out = tmp_path_factory.mktemp("heavy-model") / "ranker"
+    return _train_package(out, hidden=(2048, 2048, 2048), docs=300, version="v8-heavy")

@@ -165,6 +165,15 @@ def sample_documents(world: World, n_docs: int, candidates_per_doc: int, seed: i
     return docs
 
 
+def shuffle_labels(docs: list[Doc], seed: int = 0) -> list[Doc]:
+    """The same documents with their labels permuted across all candidates: a control whose
+    model learns nothing (its rankings disagree with a real model's)."""
+    labels = [c["label"] for d in docs for c in d["candidates"]]
+    np.random.default_rng(seed).shuffle(labels)
+    it = iter(labels)
+    return [{**d, "candidates": [{**c, "label": next(it)} for c in d["candidates"]]} for d in docs]
+
+
 def load_csv(path: Path, max_candidates: int = 200) -> list[Doc]:
     """Interaction logs: one row per event (user, item, event, timestamp, item attributes).
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -33,6 +33,7 @@ from recmodel_handlers.package import load_package
 from recmodel_handlers.ranking import rank_items
 from recmodel_handlers.rest import RecModelRESTServer
 from recmodel_handlers.settings import CoreSettings, ServerSettings
+from recmodel_handlers.shadow import Mirror
 from recmodel_handlers.wire import TENSORS, from_v2_inputs, to_v2_inputs
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Parsed:
     requests: list[EncodedRequest]
     tensors: dict[str, Any] | None = None  # role predictor
     request_id: str = ""
+    docs: list[Any] = field(default_factory=list)  # the documents as sent (what a mirror copies)
 
 
 DOCUMENT_INPUTS = [oip.TensorSpec(V2_INPUT, "BYTES", (-1,))]
@@ -95,8 +97,8 @@ def _encode_all(encoder: FeatureEncoder, docs: list[Any], origins: list[str]) ->
         try:
             encoded.append(encoder.encode(doc))
         except RequestError as error:
-            field = error.field.removeprefix("instances[]")
-            joined = f"{origin}.{field}" if field and not field.startswith("[") else f"{origin}{field}"
+            path = error.field.removeprefix("instances[]")
+            joined = f"{origin}.{path}" if path and not path.startswith("[") else f"{origin}{path}"
             raise RequestError(joined, error.message) from None
     return encoded
 
@@ -136,8 +138,10 @@ class RecModelServer(Model):  # type: ignore[misc]
         role: str = "all",
         predictor_host: str | None = None,
         queue_budget_ms: float = ServerSettings.max_queue_ms,
+        mirror: Mirror | None = None,
     ) -> None:
         super().__init__(name)
+        self.mirror = mirror
         self.queue_budget = queue_budget_ms / 1000.0
         self.model_dir = model_dir
         self.settings = settings
@@ -259,7 +263,7 @@ class RecModelServer(Model):  # type: ignore[misc]
         assert self.encoder is not None
         requests = _encode_all(self.encoder, docs, origins)
         m.STAGE_SECONDS.labels(model=self.name, stage="features").observe(time.perf_counter() - started)
-        return Parsed(protocol, requests, request_id=request_id)
+        return Parsed(protocol, requests, request_id=request_id, docs=docs)
 
     async def predict(self, parsed: Parsed, headers: dict[str, str] | None = None) -> Any:
         """V1: the response document. V2: the output tensors."""
@@ -283,6 +287,8 @@ class RecModelServer(Model):  # type: ignore[misc]
             for r, scores in zip(parsed.requests, per_request, strict=True)
         ]
         m.STAGE_SECONDS.labels(model=self.name, stage="rank").observe(time.perf_counter() - started)
+        if self.mirror is not None:
+            self.mirror.offer(parsed.docs, results)
         if parsed.protocol == "v1":
             return {"predictions": results}
         return [oip.Tensor(V2_OUTPUT, "BYTES", [len(results)], [orjson.dumps(r) for r in results])]
@@ -318,8 +324,15 @@ def serve(
     settings: CoreSettings,
     server: ServerSettings,
 ) -> None:
+    mirror = Mirror(server.shadow_url, name, server.shadow_percent) if server.shadow_url else None
     model = RecModelServer(
-        name, model_dir, settings, role=role, predictor_host=predictor_host, queue_budget_ms=server.max_queue_ms
+        name,
+        model_dir,
+        settings,
+        role=role,
+        predictor_host=predictor_host,
+        queue_budget_ms=server.max_queue_ms,
+        mirror=mirror,
     )
     model.load()
     tune_for_serving()

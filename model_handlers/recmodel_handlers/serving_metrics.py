@@ -36,3 +36,14 @@ EXPLAIN_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 EXPLAINS = Counter("recmodel_explain_requests_total", "Explain requests by HTTP code", ["model", "code"])
+SHADOW_AGREEMENT = Histogram(
+    "recmodel_shadow_agreement",
+    "Ranking agreement (NDCG@10, this model's ranking as the ideal) of the canary's answer to a mirrored document",
+    ["model"],
+    buckets=(0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+SHADOW_REQUESTS = Counter(
+    "recmodel_shadow_requests_total",
+    "Requests mirrored to the canary, by result (compared, error, dropped)",
+    ["model", "result"],
+)

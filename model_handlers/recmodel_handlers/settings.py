@@ -91,3 +91,5 @@ class ServerSettings(FlagSettings):
     max_queue_ms: float = 5.0  # work queued ahead of a request, in time at the measured rate; more: 503
     request_timeout_ms: float = 10_000.0  # default deadline; a request may ask for less
     drain_seconds: float = 5.0  # after SIGTERM: not ready but still serving, then stop
+    shadow_url: str = ""  # a canary to mirror requests to (its answers only compared, never returned)
+    shadow_percent: float = 0.0  # share of the ranking requests mirrored there

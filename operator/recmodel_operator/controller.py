@@ -235,6 +235,8 @@ class Controller:
             metrics.observe_reconcile("error", time.monotonic() - started)
             return
         self.queue.forget(key)
+        if outcome.requeue_after is not None:  # a canary under analysis: read its metrics again
+            self.queue.add_after(key, outcome.requeue_after)
         result = "ok" if outcome.problem is None else "spec-problem"
         metrics.observe_reconcile(result, time.monotonic() - started)
         metrics.CHILD_WRITES.labels(action="apply").inc(len(outcome.applied))
@@ -275,6 +277,7 @@ class Controller:
                 ready = next(c for c in status["conditions"] if c["type"] == "Ready")
                 warning = status.get("phase") in ("Failed", "Degraded")
                 events.append(("Warning" if warning else "Normal", str(status.get("phase")), str(ready["message"])))
+        events.extend(outcome.events)
         for event_type, reason, message in events:
             try:
                 self.kube.event(body, type_=event_type, reason=reason, message=message, now=_now())

@@ -17,7 +17,19 @@ from recmodel_operator import GROUP, KIND, PLURAL, VERSION
 from recmodel_operator.spec import RecModelSpec, RecModelStatus
 
 JsonSchema = dict[str, Any]
-_KEPT_KEYS = ("type", "description", "default", "enum", "minimum", "maximum", "pattern", "maxLength", "format")
+_KEPT_KEYS = (
+    "type",
+    "description",
+    "default",
+    "enum",
+    "minimum",
+    "maximum",
+    "pattern",
+    "maxLength",
+    "format",
+    "minItems",
+    "maxItems",
+)
 
 
 def _resolve(schema: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
@@ -123,6 +135,7 @@ def render_crd() -> dict[str, Any]:
                         {"name": "GPUs", "type": "integer", "jsonPath": ".spec.resources.gpu.count"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                         {"name": "Ready", "type": "integer", "jsonPath": ".status.replicas.ready"},
+                        {"name": "Canary", "type": "integer", "jsonPath": ".status.canary.weight"},
                         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 0},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],

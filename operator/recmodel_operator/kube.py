@@ -188,6 +188,17 @@ class Kube:
         )
         return result
 
+    def patch_recmodel(self, namespace: str, name: str, patch: Obj) -> Obj:
+        """A JSON merge patch of a RecModel itself (the canary's promotion edits its spec)."""
+        result: Obj = self._send(
+            "PATCH",
+            RECMODEL.path(namespace, name),
+            verb="patch",
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+        return result
+
     def create(self, kind: ChildKind, namespace: str | None, obj: Obj) -> Obj:
         result: Obj = self._send("POST", kind.path(namespace), verb="create", body=obj)
         return result

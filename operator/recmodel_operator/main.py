@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 
 from recmodel_operator import handlers
 from recmodel_operator.handlers import Options
+from recmodel_operator.prometheus import PrometheusReader
 from recmodel_operator.reconcile import Settings
 from recmodel_operator.render.autoscaling import DEFAULT_PROMETHEUS_URL
 from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE
@@ -65,7 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     settings = Settings(
-        server_image=args.server_image, prometheus_url=args.prometheus_url, ingress_domain=args.ingress_domain
+        server_image=args.server_image,
+        prometheus_url=args.prometheus_url,
+        ingress_domain=args.ingress_domain,
+        metrics=PrometheusReader(args.prometheus_url),
     )
     handlers.configure(
         Options(

@@ -11,10 +11,11 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from recmodel_operator import reasons
+from recmodel_operator import analysis, reasons
 from recmodel_operator.drift import conflicting_lists, contains, pointer, value_at
 from recmodel_operator.kinds import INFERENCE_SERVICE, KNATIVE_SERVICE, RECMODEL, SCALED_OBJECT, ChildKind, kind_of
 from recmodel_operator.kube import ApiError, Kube
+from recmodel_operator.prometheus import MetricsUnavailable
 from recmodel_operator.render.autoscaling import DEFAULT_PROMETHEUS_URL
 from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE, Owner, RenderContext
 from recmodel_operator.render.desired import HASH_ANNOTATION, render_children
@@ -28,11 +29,18 @@ MAX_NAME_LENGTH = 45  # leaves room for "-predictor-canary" and KServe's own suf
 LEGACY_FINALIZER = "recmodel.dev/finalizer"  # written by operator versions before 0.2; never needed
 
 
+class MetricsReader(Protocol):
+    """Where the canary analysis reads its measurements (Prometheus)."""
+
+    def measure(self, queries: dict[str, str]) -> analysis.Measurements: ...
+
+
 @dataclass(frozen=True)
 class Settings:
     server_image: str = DEFAULT_SERVER_IMAGE
     prometheus_url: str = DEFAULT_PROMETHEUS_URL
     ingress_domain: str = "example.com"
+    metrics: MetricsReader | None = None  # None: canaries are not analysed (they hold their step)
 
 
 class View(Protocol):
@@ -56,6 +64,8 @@ class Outcome:
     problem: tuple[str, str] | None = None
     status_written: bool = False
     finalizer_removed: bool = False
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    requeue_after: float | None = None  # look again then, though nothing changes meanwhile
 
 
 class SpecError(Exception):
@@ -276,6 +286,22 @@ def owner_of(body: Obj) -> Owner:
     )
 
 
+def _deliver_canary(
+    owner: Owner, spec: RecModelSpec, previous: Obj | None, settings: Settings, now: str
+) -> tuple[Obj | None, analysis.Step | None]:
+    """The canary's delivery state for this pass, after reading its metrics when they are due."""
+    state = analysis.current(spec, previous, now)
+    if spec.canary is None or state is None or settings.metrics is None or not analysis.due(state, now):
+        return state, None
+    window = spec.canary.analysis.step_seconds if spec.canary.analysis else analysis.SHADOW_WINDOW_SECONDS
+    try:
+        measured = settings.metrics.measure(analysis.queries(owner.namespace, owner.name, window))
+    except MetricsUnavailable as error:
+        return {**state, "evaluatedAt": now, "message": f"no decision: {error}"}, None
+    step = analysis.evaluate(spec.canary, state, measured, now)
+    return step.state, step
+
+
 def reconcile(
     kube: Kube,
     view: View,
@@ -291,16 +317,31 @@ def reconcile(
     previous = body.get("status") or {}
     context: RenderContext | None = None
     children: list[Obj] = []
+    canary: Obj | None = None
     try:
         spec = parse_spec(owner.name, body.get("spec") or {})
+        canary, step = _deliver_canary(owner, spec, previous.get("canary"), settings, now)
         context = RenderContext(
-            owner=owner, spec=spec, server_image=settings.server_image, ingress_domain=settings.ingress_domain
+            owner=owner,
+            spec=spec,
+            server_image=settings.server_image,
+            ingress_domain=settings.ingress_domain,
+            canary_weight=analysis.live_weight(canary),
+            mirror=analysis.mirroring(spec.canary, canary),
         )
         children = render_children(context, settings.prometheus_url)
         _check_kinds_served(view, children)
         _check_kserve_mode(view, context)
         _apply_children(kube, view, children, memory, outcome, careful=_rejected_before(previous, owner))
         _prune(kube, view, owner, children, outcome)
+        if step is not None:
+            if step.promote:
+                assert spec.canary is not None
+                view.remember(kube.patch_recmodel(owner.namespace, owner.name, analysis.promotion_patch(spec.canary)))
+            if step.event is not None:
+                outcome.events.append(step.event)
+        if canary is not None and canary.get("decision") in (analysis.PROGRESSING, analysis.SHADOW):
+            outcome.requeue_after = analysis.EVALUATE_EVERY_SECONDS
     except SpecError as error:
         outcome.problem = (error.reason, error.message)
     if context is None:
@@ -308,10 +349,12 @@ def reconcile(
         new_status = failed_status(owner.generation, *outcome.problem)
     else:
         new_status = compute_status(context, _observe(view, context, children), outcome.problem)
+        if canary is not None:
+            new_status["canary"] = canary
     outcome.status = new_status
     if not same_status(previous, new_status):
         stamped = stamp(new_status, previous, now)
-        cleared = {key: None for key in ("url", "replicas") if key in previous and key not in stamped}
+        cleared = {key: None for key in ("url", "replicas", "canary") if key in previous and key not in stamped}
         result = kube.patch_recmodel_status(owner.namespace, owner.name, {**cleared, **stamped})
         view.remember(result)
         outcome.status = stamped

@@ -3,7 +3,7 @@ and the CRD's OpenAPI schema is generated from them (`recmodel_operator.crd`).""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -23,6 +23,11 @@ TORCHSERVE_METRICS = (
     "runtime torchserve does not export the recmodel_* series that latency (and, on backend standalone, rps and "
     "concurrency) scaling queries; use runtime kserve, or metric cpu or memory"
 )
+CANARY_DELIVERY = (
+    "canary.analysis and canary.shadow need backend standalone (on backend kserve, KServe's Knative mode "
+    "splits the traffic: set canary.trafficPercent)"
+)
+STEPS_INCREASE = "canary.analysis.steps must increase"
 SCALE_DOWN_WINDOW = (
     "autoscaling.scaleDownStabilizationSeconds applies to the autoscalers RecModel writes (backend standalone, or "
     "metric latency); KServe's own autoscaler on backend kserve has no such setting"
@@ -251,11 +256,77 @@ class CacheSpec(ApiModel):
     ttl_seconds: int = Field(300, ge=0, le=86400, description="Seconds an entry stays valid.")
 
 
+class CanaryAnalysisSpec(ApiModel):
+    """Progressive delivery: the canary's share grows step by step while every threshold holds
+    (read from Prometheus); it is promoted after the last step and rolled back to 0% as soon as
+    one fails."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                {
+                    "rule": "self.steps.isSorted() && self.steps.all(x, self.steps.exists_one(y, y == x))",
+                    "message": STEPS_INCREASE,
+                }
+            ]
+        }
+    )
+    steps: list[Annotated[int, Field(ge=1, le=100, description="Percent of live traffic.")]] = Field(
+        default_factory=lambda: [10, 25, 50, 100],
+        min_length=1,
+        max_length=20,
+        description="The canary's traffic percent at each step, increasing; 100 ends with all traffic on it.",
+    )
+    step_seconds: int = Field(60, ge=10, le=86400, description="How long each step lasts (and the metrics window).")
+    max_p95_ms: float | None = Field(
+        None, gt=0, le=600000, description="Highest p95 latency of the canary, in milliseconds (unset: not checked)."
+    )
+    max_error_rate: float = Field(0.01, ge=0, le=1, description="Highest share of the canary's requests that get 5xx.")
+    min_agreement: float | None = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="Lowest ranking agreement with the stable model on mirrored requests: NDCG@10 of the canary's "
+        "ranking with the stable ranking as the ideal (unset: not checked, and nothing is mirrored).",
+    )
+    min_requests: int = Field(
+        20, ge=1, le=1000000, description="Canary requests (and mirrored comparisons) a step needs before it can pass."
+    )
+
+    @model_validator(mode="after")
+    def _steps_increase(self) -> CanaryAnalysisSpec:
+        if any(a >= b for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError(STEPS_INCREASE)
+        return self
+
+
 class CanarySpec(ApiModel):
     """A second model version that takes part of the traffic."""
 
     storage_uri: str = Field(pattern=STORAGE_URI_PATTERN, description="URI of the canary model.")
-    traffic_percent: int = Field(10, ge=1, le=99, description="Share of requests, 1-99, sent to the canary.")
+    traffic_percent: int = Field(
+        10, ge=1, le=99, description="Share of requests, 1-99, sent to the canary (without analysis)."
+    )
+    shadow: bool = Field(
+        False,
+        description="The canary gets a copy of requests (mirrorPercent of them) and its answers are only compared, "
+        "never returned; no live traffic.",
+    )
+    analysis: CanaryAnalysisSpec | None = Field(
+        None, description="Step the canary's traffic up while its metrics hold; promote or roll back by itself."
+    )
+    mirror_percent: int = Field(
+        20,
+        ge=1,
+        le=100,
+        description="Share of the stable model's requests copied to the canary for comparison (shadow, or analysis "
+        "with minAgreement).",
+    )
+
+    @property
+    def mirrors(self) -> bool:
+        """Whether the stable model copies requests to the canary for comparison."""
+        return self.shadow or (self.analysis is not None and self.analysis.min_agreement is not None)
 
 
 class IngressSpec(ApiModel):
@@ -287,6 +358,11 @@ class RecModelSpec(ApiModel):
                     "!(self.autoscaling.metric == 'latency' || (self.backend == 'standalone' && "
                     "(self.autoscaling.metric == 'rps' || self.autoscaling.metric == 'concurrency')))",
                     "message": TORCHSERVE_METRICS,
+                },
+                {
+                    "rule": "self.backend == 'standalone' || !has(self.canary) || "
+                    "(!has(self.canary.analysis) && (!has(self.canary.shadow) || !self.canary.shadow))",
+                    "message": CANARY_DELIVERY,
                 },
                 {
                     "rule": "self.backend != 'kserve' || !has(self.autoscaling) || "
@@ -332,6 +408,8 @@ class RecModelSpec(ApiModel):
             raise ValueError("preprocessing.mode transformer needs runtime kserve (TorchServe does features inline)")
         if self.runtime == "torchserve" and self.scales_on_model_metrics:
             raise ValueError(TORCHSERVE_METRICS)
+        if self.canary is not None and self.backend != "standalone" and (self.canary.analysis or self.canary.shadow):
+            raise ValueError(CANARY_DELIVERY)
         window = self.autoscaling.scale_down_stabilization_seconds
         if window is not None and self.backend == "kserve" and self.autoscaling.metric != "latency":
             raise ValueError(SCALE_DOWN_WINDOW)
@@ -363,6 +441,31 @@ class ReplicaStatus(ApiModel):
     ready: int = Field(0, description="Replicas ready.")
 
 
+class CanaryMetric(ApiModel):
+    """One measurement of the canary analysis against its threshold."""
+
+    name: str = Field(description="p95Ms, errorRate, agreement or requests.")
+    value: float | None = Field(None, description="Measured over the step's window (none: no data yet).")
+    threshold: float | None = Field(None, description="The limit from the spec.")
+    ok: bool | None = Field(None, description="Whether the value is within its threshold (none: not judged).")
+
+
+class CanaryStatus(ApiModel):
+    """Where the canary's progressive delivery stands."""
+
+    storage_uri: str = Field(description="The canary this analysis is about.")
+    decision: Literal["Progressing", "Promoted", "RolledBack", "Shadow", "Manual"] = Field(
+        description="Progressing through the steps, Promoted, RolledBack (weight 0), Shadow (mirrored only), "
+        "or Manual (trafficPercent, no analysis)."
+    )
+    step: int = Field(0, description="The current step, from 1 (0: none).")
+    weight: int = Field(0, description="Percent of live traffic on the canary now.")
+    step_started_at: str | None = Field(None, description="When the current step began.")
+    evaluated_at: str | None = Field(None, description="When the metrics were last read.")
+    message: str = Field("", description="The last decision, for a person.")
+    metrics: list[CanaryMetric] = Field(default_factory=list, description="The last measurements.")
+
+
 class RecModelStatus(ApiModel):
     """What the operator observed, recomputed from the children each time."""
 
@@ -372,3 +475,4 @@ class RecModelStatus(ApiModel):
     url: str | None = Field(None, description="Where requests go.")
     replicas: ReplicaStatus | None = Field(None, description="Replica counts.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Reconciled, Schedulable.")
+    canary: CanaryStatus | None = Field(None, description="The canary's traffic weight and analysis.")

@@ -201,7 +201,9 @@ def same_status(a: Obj | None, b: Obj | None) -> bool:
             for c in status.get("conditions", []) or []
         ]
         return {
-            k: v for k, v in status.items() if k in ("phase", "observedGeneration", "url", "replicas", "conditions")
+            k: v
+            for k, v in status.items()
+            if k in ("phase", "observedGeneration", "url", "replicas", "conditions", "canary")
         }
 
     return strip(a) == strip(b)

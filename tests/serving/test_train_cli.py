@@ -4,14 +4,12 @@ metrics out, clearly better than ranking by popularity."""
 from __future__ import annotations
 
 import json
-import random
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from recmodel_handlers.data import make_world, sample_documents, write_csv
+from recmodel_handlers.data import make_world, sample_documents, shuffle_labels, write_csv
 from recmodel_handlers.package import load_package
 
 RECMODEL = str(Path(sys.executable).parent / "recmodel")
@@ -57,13 +55,6 @@ def test_train_from_an_interaction_log_csv(tmp_path: Path) -> None:
     assert load_package(out).validation
 
 
-def _shuffled_labels(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    labels = [c["label"] for d in docs for c in d["candidates"]]
-    random.Random(0).shuffle(labels)
-    it = iter(labels)
-    return [{**d, "candidates": [{**c, "label": next(it)} for c in d["candidates"]]} for d in docs]
-
-
 def test_incremental_retraining_records_its_parent_and_refuses_a_worse_model(
     trained_model: Path, tmp_path: Path
 ) -> None:
@@ -75,7 +66,7 @@ def test_incremental_retraining_records_its_parent_and_refuses_a_worse_model(
             candidate["id"] = f"new-{candidate['id']}"
     write_csv(fresh, tmp_path / "new.csv")
     write_csv(sample_documents(world, 150, 20, seed=22), tmp_path / "validation.csv")
-    write_csv(_shuffled_labels(fresh), tmp_path / "noise.csv")
+    write_csv(shuffle_labels(fresh), tmp_path / "noise.csv")
     common = [f"--from={trained_model}", f"--validation={tmp_path / 'validation.csv'}", "--epochs=2"]
 
     def retrain(data: str, out: str) -> subprocess.CompletedProcess[str]:

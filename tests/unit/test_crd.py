@@ -73,6 +73,7 @@ def test_printer_columns_and_short_name() -> None:
         "GPUs",
         "Phase",
         "Ready",
+        "Canary",
         "URL",
         "Age",
     ]

@@ -29,6 +29,10 @@ class RenderContext:
     server_image: str = DEFAULT_SERVER_IMAGE
     ingress_domain: str = "example.com"
     extra_labels: dict[str, str] = field(default_factory=dict)
+    # From the canary's delivery state (status.canary): its share of live traffic now, and
+    # whether the stable model mirrors requests to it. None: the spec's trafficPercent.
+    canary_weight: int | None = None
+    mirror: bool = False
 
     @property
     def image(self) -> str:

@@ -44,6 +44,8 @@ def _standalone_children(context: RenderContext, prometheus_url: str) -> list[Ob
     children = [standalone.render_deployment(context), standalone.render_service(context)]
     if spec.canary is not None:
         children.append(standalone.render_deployment(context, track="canary"))
+        if context.mirror:
+            children.append(standalone.render_canary_service(context))
     if spec.ingress.enabled:
         children.append(standalone.render_ingress(context))
     if spec.autoscaling.min_replicas != spec.autoscaling.max_replicas:

@@ -8,7 +8,6 @@ from typing import Any
 from recmodel_operator.render import pod
 from recmodel_operator.render.context import MODEL_DIR, MODEL_SERVER_PORT, RenderContext
 from recmodel_operator.serving_contract import SERVE_COMMAND, serve_args, tuning_env
-from recmodel_operator.spec import RecModelSpec
 
 Obj = dict[str, Any]
 
@@ -35,7 +34,7 @@ def _model_volume(storage_uri: str) -> tuple[Obj, str, list[Obj]]:
     return volume, MODEL_DIR, [{"args": ["fetch", f"--uri={storage_uri}", f"--out={MODEL_DIR}"]}]
 
 
-def _server_container(context: RenderContext, model_dir: str) -> Obj:
+def _server_container(context: RenderContext, model_dir: str, track: str) -> Obj:
     spec = context.spec
     if spec.runtime == "torchserve":
         command = ["torchserve"]
@@ -52,6 +51,9 @@ def _server_container(context: RenderContext, model_dir: str) -> Obj:
     else:
         command = list(SERVE_COMMAND)
         args = serve_args(spec, name=context.owner.name, model_dir=model_dir, port=MODEL_SERVER_PORT)
+        if track == "stable" and context.mirror:
+            assert spec.canary is not None
+            args += [f"--shadow-url={mirror_url(context)}", f"--shadow-percent={spec.canary.mirror_percent}"]
         env = []
         ports = [MODEL_SERVER_PORT]
         probes = pod.http_probes()
@@ -92,7 +94,7 @@ def render_pod_template(context: RenderContext, storage_uri: str, track: str) ->
         **pod.termination(context.spec),
         "securityContext": pod.pod_security_context(),
         "automountServiceAccountToken": False,
-        "containers": [_server_container(context, model_dir)],
+        "containers": [_server_container(context, model_dir, track)],
         "volumes": [volume, {"name": "tmp", "emptyDir": {}}],
     }
     if init_containers:
@@ -106,12 +108,44 @@ def render_pod_template(context: RenderContext, storage_uri: str, track: str) ->
     }
 
 
-def canary_replicas(spec: RecModelSpec) -> int:
-    """Replicas that give the canary about trafficPercent of the Service's endpoints."""
+def canary_replicas(context: RenderContext) -> int:
+    """Replicas that give the canary about its weight of the Service's endpoints (the Service
+    splits by endpoints, so small weights round up to one replica); a shadow canary gets its
+    share of the mirrored copies, a canary at 0% none."""
+    spec = context.spec
     assert spec.canary is not None
     stable = max(spec.autoscaling.min_replicas, 1)
-    share = spec.canary.traffic_percent / (100 - spec.canary.traffic_percent)
-    return max(1, math.ceil(stable * share))
+    weight = spec.canary.traffic_percent if context.canary_weight is None else context.canary_weight
+    if spec.canary.shadow and context.mirror:
+        return max(1, math.ceil(stable * spec.canary.mirror_percent / 100))
+    if weight <= 0:
+        return 0
+    if weight >= 100:
+        return stable
+    return max(1, math.ceil(stable * weight / (100 - weight)))
+
+
+def canary_service_name(name: str) -> str:
+    return f"{name}-canary"
+
+
+def mirror_url(context: RenderContext) -> str:
+    """Where the stable pods send their copies: the canary pods' own Service."""
+    return f"http://{canary_service_name(context.owner.name)}.{context.owner.namespace}.svc:{MODEL_SERVER_PORT}"
+
+
+def render_canary_service(context: RenderContext) -> Obj:
+    """Only the canary's pods, for the stable pods' mirrored copies."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": context.metadata(canary_service_name(context.owner.name), COMPONENT),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {**context.selector(COMPONENT), TRACK_LABEL: "canary"},
+            "ports": [{"name": "http", "port": MODEL_SERVER_PORT, "targetPort": MODEL_SERVER_PORT, "protocol": "TCP"}],
+        },
+    }
 
 
 def render_deployment(context: RenderContext, track: str = "stable") -> Obj:
@@ -120,7 +154,7 @@ def render_deployment(context: RenderContext, track: str = "stable") -> Obj:
         storage_uri, replicas = spec.model.storage_uri, spec.autoscaling.min_replicas
     else:
         assert spec.canary is not None
-        storage_uri, replicas = spec.canary.storage_uri, canary_replicas(spec)
+        storage_uri, replicas = spec.canary.storage_uri, canary_replicas(context)
     selector = {**context.selector(COMPONENT), TRACK_LABEL: track}
     deployment: Obj = {
         "apiVersion": "apps/v1",

@@ -1,0 +1,90 @@
+"""Mirroring to a canary, with real server processes: the stable server answers as always and
+copies requests to the canary in the background; the agreement of the canary's rankings with
+its own lands in its /metrics (what the operator's canary analysis reads through Prometheus)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from devcluster.ports import free_ports
+from devcluster.servers import kserve_server
+from devcluster.testing import wait_for
+from recmodel_handlers.client import predict
+from recmodel_handlers.samples import make_request
+
+# The canaries here answer every copy: these tests check the comparison, not load shedding.
+ROOMY = ["--max-queue=64", "--max-queue-ms=2000"]
+
+
+def _metric(url: str, name: str, labels: str = "") -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    pattern = rf"^{re.escape(name)}{{[^}}]*{re.escape(labels)}[^}}]*}} (\S+)$"
+    return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+
+@contextmanager
+def mirrored(stable: Path, canary_url: str, work: Path, percent: int = 100) -> Iterator[str]:
+    with kserve_server(
+        stable, "ranker", work / "stable.log", extra_args=[f"--shadow-url={canary_url}", f"--shadow-percent={percent}"]
+    ) as url:
+        yield url
+
+
+def _send(url: str, count: int) -> None:
+    for i in range(count):
+        answer = predict(url, "ranker", make_request(200, seed=i))
+        assert answer["predictions"][0]["items"], answer
+
+
+def _agreement(url: str) -> tuple[float, float]:
+    """(mean agreement, documents compared) from the stable server's histogram."""
+    total = _metric(url, "recmodel_shadow_agreement_sum")
+    count = _metric(url, "recmodel_shadow_agreement_count")
+    return (total / count if count else float("nan"), count)
+
+
+def test_a_canary_of_the_same_model_agrees_fully(trained_model: Path, tmp_path: Path) -> None:
+    with (
+        kserve_server(trained_model, "ranker", tmp_path / "canary.log", extra_args=ROOMY) as canary,
+        mirrored(trained_model, canary, tmp_path) as stable,
+    ):
+        _send(stable, 20)
+        wait_for(lambda: _agreement(stable)[1] >= 20, timeout=30, what="20 mirrored comparisons")
+        mean, count = _agreement(stable)
+        assert count == 20 and mean == pytest.approx(1.0)
+        # The canary saw the copies as ordinary requests.
+        assert _metric(canary, "recmodel_requests_total", 'code="200"') == 20
+
+
+def test_a_canary_that_learned_nothing_disagrees(trained_model: Path, noise_model: Path, tmp_path: Path) -> None:
+    with (
+        kserve_server(noise_model, "ranker", tmp_path / "canary.log", extra_args=ROOMY) as canary,
+        mirrored(trained_model, canary, tmp_path) as stable,
+    ):
+        _send(stable, 20)
+        wait_for(lambda: _agreement(stable)[1] >= 20, timeout=30, what="20 mirrored comparisons")
+        mean, _ = _agreement(stable)
+        assert mean < 0.7, mean
+
+
+def test_a_canary_that_is_down_costs_the_stable_model_nothing(trained_model: Path, tmp_path: Path) -> None:
+    (nobody,) = free_ports(1)
+    with mirrored(trained_model, f"http://127.0.0.1:{nobody}", tmp_path, percent=50) as stable:
+        started = time.monotonic()
+        _send(stable, 20)  # every answer is a 200 (asserted in _send)
+        assert time.monotonic() - started < 20
+        wait_for(
+            lambda: _metric(stable, "recmodel_shadow_requests_total", 'result="error"') > 0,
+            timeout=30,
+            what="failed copies counted",
+        )
+        assert _metric(stable, "recmodel_shadow_requests_total", 'result="compared"') == 0
