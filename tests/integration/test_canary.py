@@ -206,3 +206,26 @@ def test_a_canary_whose_ranking_disagrees_is_rolled_back(
 ) -> None:
     final, _ = _deliver(operator, namespace, trained_model, noise_model, tmp_path)
     _assert_rolled_back(operator, namespace, final, "agreement")
+
+
+def test_a_shadow_canary_gets_copies_only_and_its_numbers_show_in_status(
+    operator: OperatorProcess, namespace: str, trained_model: Path, tmp_path: Path
+) -> None:
+    tools = operator.tools
+    obj = _with_canary("ranker")
+    obj["spec"]["canary"] = {"storageUri": "s3://models/ranker/v8", "shadow": True, "mirrorPercent": 100}
+    apply(tools, namespace, obj)
+    with canary_pair(tools, namespace, "ranker", trained_model, trained_model, tmp_path) as (stable, canary):
+        load = SplitLoad(tools, namespace, "ranker", stable, canary)
+        with load.running():
+
+            def measured() -> dict[str, Any] | None:
+                status = ((recmodel(tools, namespace, "ranker") or {}).get("status") or {}).get("canary") or {}
+                values = {m["name"]: m.get("value") for m in status.get("metrics", [])}
+                return status if (values.get("agreement") or 0) > 0 and (values.get("requests") or 0) > 10 else None
+
+            status = wait_for(measured, timeout=90, interval=1, what="the shadow canary's numbers in status")
+    assert (status["decision"], status["weight"]) == ("Shadow", 0), status
+    values = {m["name"]: m["value"] for m in status["metrics"]}
+    assert values["agreement"] == 1.0, values  # the same model: every mirrored ranking matches
+    assert load.answers[("canary", "ok")] == 0 and load.failures() == {}  # no live request went there

@@ -203,6 +203,11 @@ def test_standalone_unschedulable_pods_report_the_scheduler_reason(operator: Ope
         ({"runtime": "torchserve", "preprocessing": {"mode": "transformer"}}, "transformer needs runtime kserve"),
         ({"runtime": "torchserve", "autoscaling": {"metric": "latency"}}, "runtime torchserve does not export"),
         ({"autoscaling": {"metric": "cpu", "scaleDownStabilizationSeconds": 30}}, "KServe's own autoscaler"),
+        (
+            {"backend": "standalone", "canary": {"storageUri": "s3://m/v8", "analysis": {"steps": [50, 10]}}},
+            "steps must increase",
+        ),
+        ({"canary": {"storageUri": "s3://m/v8", "shadow": True}}, "need backend standalone"),
     ],
 )
 def test_invalid_specs_are_refused_by_the_api_server(
