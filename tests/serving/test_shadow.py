@@ -52,28 +52,29 @@ def _agreement(url: str) -> tuple[float, float]:
     return (total / count if count else float("nan"), count)
 
 
-def test_a_canary_of_the_same_model_agrees_fully(trained_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("canary_model", "agrees"),
+    [("trained_model", True), ("noise_model", False)],
+    ids=["same-model-agrees-fully", "model-that-learned-nothing-disagrees"],
+)
+def test_the_canarys_rankings_are_compared_with_the_stable_ones(
+    canary_model: str, agrees: bool, trained_model: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    canary_dir: Path = request.getfixturevalue(canary_model)
     with (
-        kserve_server(trained_model, "ranker", tmp_path / "canary.log", extra_args=ROOMY) as canary,
+        kserve_server(canary_dir, "ranker", tmp_path / "canary.log", extra_args=ROOMY) as canary,
         mirrored(trained_model, canary, tmp_path) as stable,
     ):
         _send(stable, 20)
         wait_for(lambda: _agreement(stable)[1] >= 20, timeout=30, what="20 mirrored comparisons")
         mean, count = _agreement(stable)
-        assert count == 20 and mean == pytest.approx(1.0)
+        assert count == 20
+        if agrees:
+            assert mean == pytest.approx(1.0)
+        else:
+            assert mean < 0.7, mean
         # The canary saw the copies as ordinary requests.
         assert _metric(canary, "recmodel_requests_total", 'code="200"') == 20
-
-
-def test_a_canary_that_learned_nothing_disagrees(trained_model: Path, noise_model: Path, tmp_path: Path) -> None:
-    with (
-        kserve_server(noise_model, "ranker", tmp_path / "canary.log", extra_args=ROOMY) as canary,
-        mirrored(trained_model, canary, tmp_path) as stable,
-    ):
-        _send(stable, 20)
-        wait_for(lambda: _agreement(stable)[1] >= 20, timeout=30, what="20 mirrored comparisons")
-        mean, _ = _agreement(stable)
-        assert mean < 0.7, mean
 
 
 def test_a_canary_that_is_down_costs_the_stable_model_nothing(trained_model: Path, tmp_path: Path) -> None:
