@@ -17,6 +17,8 @@ def main() -> None:
     elif args.command == "up":
         found = cluster.up()
         print(f"export KUBECONFIG={found.kubeconfig}")
+        if found.prometheus_url:
+            print(f"# Prometheus (scrapes what is registered in {found.prometheus_targets}): {found.prometheus_url}")
     elif args.command == "down":
         cluster.down()
     else:
