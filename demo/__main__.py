@@ -31,7 +31,13 @@ from devcluster.fixtures import Tools
 from devcluster.prometheus import Prometheus
 from devcluster.scaling_loop import LATENCY_WORKERS, UNITS, autoscaled, load_for, run_loop, scaled_model
 from devcluster.servers import kserve_server, local_command
-from devcluster.testing import install_crds, running_operator, service_account_kubeconfig, wait_for
+from devcluster.testing import (
+    install_crds,
+    rendered_container,
+    running_operator,
+    service_account_kubeconfig,
+    wait_for,
+)
 from recmodel_handlers.client import predict
 from recmodel_handlers.samples import make_request
 
@@ -53,12 +59,6 @@ def kubectl(tools: Tools, *args: str) -> str:
     out = tools.kubectl_run(*args).stdout
     show(["kubectl", *args], out)
     return out
-
-
-def rendered_server_container(tools: Tools, deployment: str) -> dict[str, Any]:
-    obj = json.loads(tools.kubectl_run("get", "deployment", deployment, "-n", NAMESPACE, "-o", "json").stdout)
-    container: dict[str, Any] = obj["spec"]["template"]["spec"]["containers"][0]
-    return container
 
 
 def _is_ready(tools: Tools, name: str) -> bool:
@@ -148,7 +148,7 @@ def run(keep: bool, plot: Path | None) -> None:
         routes: dict[str, list[str]] = {}  # ingress host -> local servers
         model_of: dict[str, str] = {}  # ingress host -> model name
         for name in names[:2]:  # the standalone ones (the KServe one is shown by KServe's status)
-            container = rendered_server_container(tools, f"{name}-predictor")
+            container = rendered_container(tools, NAMESPACE, f"{name}-predictor")
             print("pod command:   " + " ".join([*container["command"], *container["args"]]))
             local = local_command(container, model_dir)
             url = stack.enter_context(kserve_server(model_dir, name, work / f"{name}.log", argv=local))

@@ -10,7 +10,6 @@ replicas (written by the ReplicaSet controller once KWOK reports the pods Ready)
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import time
@@ -23,7 +22,7 @@ from typing import Any
 from devcluster.fixtures import Tools
 from devcluster.prometheus import Prometheus, Target, registered_targets
 from devcluster.servers import kserve_server, local_command, stop_process
-from devcluster.testing import apply, condition, get_json, small_standalone, wait_for
+from devcluster.testing import apply, condition, get_json, rendered_container, small_standalone, wait_for
 from devcluster.versions import VEGETA_VERSION, bin_dir
 
 LOAD, IDLE = "load", "idle"
@@ -121,9 +120,10 @@ class Timeline:
         plt.close(figure)
 
 
-def _get(tools: Tools, namespace: str, *args: str) -> dict[str, Any]:
-    result = tools.kubectl_run("get", *args, "-n", namespace, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else {}
+def _get(tools: Tools, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    """The object, or {} while it does not exist."""
+    found: dict[str, Any] = get_json(tools, kind, name, "-n", namespace) or {}
+    return found
 
 
 def scaled_object_query(tools: Tools, namespace: str, name: str) -> str:
@@ -213,8 +213,7 @@ def scaled_model(tools: Tools, namespace: str, obj: dict[str, Any], model_dir: P
         timeout=90,
         what="the minimum replicas ready",
     )
-    pod = _get(tools, namespace, "deployment", deployment)["spec"]["template"]["spec"]
-    command = local_command(pod["containers"][0], model_dir)
+    command = local_command(rendered_container(tools, namespace, deployment), model_dir)
     if tools.prometheus_targets is None:
         raise RuntimeError("the cluster runs no Prometheus (a bare cluster has no add-ons)")
     with kserve_server(model_dir, name, work / f"{name}.log", argv=command) as url:

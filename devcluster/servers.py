@@ -35,6 +35,25 @@ def wait_http(
     raise TimeoutError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:] if log else ''}")
 
 
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called `name` (e.g. `recmodel_requests_total`,
+    `recmodel_batch_size_count`) in a Prometheus text exposition whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def scraped(url: str, name: str, **labels: str) -> float:
+    """`metric_total` of a server's /metrics, read now."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        return metric_total(response.read().decode(), name, **labels)
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL after 20 s."""
     if process.poll() is None:

@@ -67,16 +67,14 @@ def queries(namespace: str, name: str, window_seconds: int) -> dict[str, str]:
 
 def initial(canary: CanarySpec, now: str) -> Obj:
     if canary.analysis is not None:
-        decision, step, weight = PROGRESSING, 1, 0 if canary.shadow else canary.analysis.steps[0]
+        steps = canary.analysis.steps
+        decision, step, weight = PROGRESSING, 1, 0 if canary.shadow else steps[0]
+        message = f"step 1 of {len(steps)}"
     elif canary.shadow:
-        decision, step, weight = SHADOW, 0, 0
+        decision, step, weight, message = SHADOW, 0, 0, "mirrored requests only"
     else:
         decision, step, weight = MANUAL, 0, canary.traffic_percent
-    message = {
-        PROGRESSING: f"step 1 of {len(canary.analysis.steps) if canary.analysis else 0}",
-        SHADOW: "mirrored requests only",
-        MANUAL: f"trafficPercent {canary.traffic_percent}",
-    }[decision]
+        message = f"trafficPercent {canary.traffic_percent}"
     return {
         "storageUri": canary.storage_uri,
         "decision": decision,

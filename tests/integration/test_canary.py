@@ -23,7 +23,15 @@ from typing import Any
 from devcluster.fixtures import Tools
 from devcluster.prometheus import Target, registered_targets
 from devcluster.servers import kserve_server, local_command
-from devcluster.testing import OperatorProcess, apply, get_json, recmodel, small_standalone, wait_for
+from devcluster.testing import (
+    OperatorProcess,
+    apply,
+    get_json,
+    recmodel,
+    rendered_container,
+    small_standalone,
+    wait_for,
+)
 from recmodel_handlers.client import predict
 from recmodel_handlers.samples import make_request
 
@@ -45,12 +53,6 @@ def _with_canary(name: str) -> dict[str, Any]:
     return obj
 
 
-def _container(tools: Tools, namespace: str, deployment: str) -> dict[str, Any]:
-    pod = get_json(tools, "deployment", deployment, "-n", namespace)["spec"]["template"]["spec"]
-    container: dict[str, Any] = pod["containers"][0]
-    return container
-
-
 @contextmanager
 def canary_pair(
     tools: Tools, namespace: str, name: str, stable_dir: Path, canary_dir: Path, work: Path
@@ -59,14 +61,15 @@ def canary_pair(
     the canary), scraped by the cluster's Prometheus under their pods' labels."""
     wait_for(
         lambda: any(
-            a.startswith("--shadow-url=") for a in _container(tools, namespace, f"{name}-predictor").get("args", [])
+            a.startswith("--shadow-url=")
+            for a in rendered_container(tools, namespace, f"{name}-predictor").get("args", [])
         ),
         timeout=60,
         what="the stable Deployment rendered mirroring to the canary",
     )
-    canary_argv = local_command(_container(tools, namespace, f"{name}-predictor-canary"), canary_dir)
+    canary_argv = local_command(rendered_container(tools, namespace, f"{name}-predictor-canary"), canary_dir)
     with kserve_server(canary_dir, name, work / "canary.log", argv=canary_argv) as canary:
-        stable_container = _container(tools, namespace, f"{name}-predictor")
+        stable_container = rendered_container(tools, namespace, f"{name}-predictor")
         stable_argv = local_command(stable_container, stable_dir, {"--shadow-url": canary})
         with kserve_server(stable_dir, name, work / "stable.log", argv=stable_argv) as stable:
             assert tools.prometheus_targets is not None

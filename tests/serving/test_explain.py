@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from devcluster.servers import kserve_server
+from devcluster.servers import kserve_server, scraped
 from recmodel_handlers.core import RankingCore
 from recmodel_handlers.data import make_world, sample_documents
 from recmodel_handlers.samples import make_request
@@ -65,13 +65,8 @@ def server(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield url
 
 
-def _metric(url: str, prefix: str) -> float:
-    text = httpx.get(f"{url}/metrics").text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
-
-
 def test_explain_verb_is_served_apart_from_ranking(server: str) -> None:
-    ranked_before = _metric(server, "recmodel_requests_total{")
+    ranked_before = scraped(server, "recmodel_requests_total")
     request: dict[str, Any] = {"instances": [make_request(200, top_k=5), make_request(100, seed=3, top_k=3)]}
     response = httpx.post(f"{server}/v1/models/ranker:explain", json=request, timeout=60)
     assert response.status_code == 200, response.text
@@ -82,8 +77,8 @@ def test_explain_verb_is_served_apart_from_ranking(server: str) -> None:
             assert abs(item["baseline"] + sum(item["contributions"].values()) - item["score"]) < 1e-5
     predicted = httpx.post(f"{server}/v1/models/ranker:predict", json=request, timeout=60).json()["predictions"]
     assert [[i["id"] for i in e["items"]] for e in explanations] == [[i["id"] for i in p["items"]] for p in predicted]
-    assert _metric(server, "recmodel_explain_duration_seconds_count") == 1
-    assert _metric(server, "recmodel_requests_total{") == ranked_before + 1  # only the predict
+    assert scraped(server, "recmodel_explain_duration_seconds_count") == 1
+    assert scraped(server, "recmodel_requests_total") == ranked_before + 1  # only the predict
     bad = httpx.post(f"{server}/v1/models/ranker:explain", json={"instances": [{"candidates": "x"}]})
     assert bad.status_code == 400 and "candidates" in bad.json()["error"]
 

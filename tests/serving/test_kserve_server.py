@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devcluster.servers import metric_total
 from recmodel_handlers.client import predict
 from recmodel_handlers.core import RankingCore
 from recmodel_handlers.samples import make_request
@@ -100,14 +101,6 @@ def test_unknown_protocol_version_is_rejected(server_url: str) -> None:
     assert "request" in v2_wrong.json()["error"]
 
 
-def _metric(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_concurrent_requests_are_batched_and_answers_stay_per_request(server_url: str, core: RankingCore) -> None:
     requests = [make_request(200, seed=100 + i, top_k=50) for i in range(48)]
     expected = [ids(r) for r in core.rank(requests)]
@@ -116,8 +109,8 @@ def test_concurrent_requests_are_batched_and_answers_stay_per_request(server_url
         answers = list(pool.map(lambda r: predict(server_url, "ranker", r)["predictions"][0], requests))
     assert [ids(a) for a in answers] == expected
     after = httpx.get(f"{server_url}/metrics").text
-    batches = _metric(after, "recmodel_batch_size_count") - _metric(before, "recmodel_batch_size_count")
-    batched_requests = _metric(after, "recmodel_batch_size_sum") - _metric(before, "recmodel_batch_size_sum")
+    batches = metric_total(after, "recmodel_batch_size_count") - metric_total(before, "recmodel_batch_size_count")
+    batched_requests = metric_total(after, "recmodel_batch_size_sum") - metric_total(before, "recmodel_batch_size_sum")
     assert batched_requests == 48
     assert batches < 48, f"{batches} forward passes for 48 concurrent requests: no batching happened"
 
@@ -129,8 +122,8 @@ def test_metrics_expose_stage_latency_and_cache(server_url: str) -> None:
     text = httpx.get(f"{server_url}/metrics").text
     for stage in ("features", "score", "rank"):
         assert re.search(rf'recmodel_stage_duration_seconds_count{{model="ranker",stage="{stage}"}} [1-9]', text), stage
-    assert _metric(text, 'recmodel_cache_lookups_total{model="ranker",result="hit"}') >= 1
-    assert _metric(text, 'recmodel_requests_total{code="400"') >= 0
+    assert metric_total(text, "recmodel_cache_lookups_total", model="ranker", result="hit") >= 1
+    assert metric_total(text, "recmodel_requests_total", code="400") >= 0
 
 
 @pytest.mark.parametrize("problem", ["missing", "corrupt"])

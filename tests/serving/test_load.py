@@ -20,7 +20,7 @@ import pytest
 
 from demo.ingress import running_ingress
 from devcluster.ports import free_ports
-from devcluster.servers import kserve_server, wait_http
+from devcluster.servers import kserve_server, scraped, wait_http
 from devcluster.versions import VEGETA_VERSION, bin_dir
 from recmodel_handlers.samples import make_request
 
@@ -141,13 +141,6 @@ def _start(model_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-def _served_count(port: int) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("recmodel_requests_total{")
-    )
-
-
 def test_rolling_restart_behind_the_ingress_loses_nothing(trained_model: Path, body: Path, tmp_path: Path) -> None:
     """As a Deployment's rolling update with maxSurge 1, maxUnavailable 0: each new replica is
     ready and in the endpoints before the old one gets SIGTERM; the old one drains."""
@@ -165,7 +158,7 @@ def test_rolling_restart_behind_the_ingress_loses_nothing(trained_model: Path, b
             load.start()
             for old in list(processes):
                 time.sleep(4)
-                served_before_restart[old] = _served_count(old)
+                served_before_restart[old] = scraped(f"http://127.0.0.1:{old}", "recmodel_requests_total")
                 (new,) = free_ports(1)
                 processes[new] = _start(trained_model, new, tmp_path / f"{new}.log")
                 endpoints.append(f"http://127.0.0.1:{new}")

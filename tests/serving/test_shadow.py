@@ -4,7 +4,6 @@ its own lands in its /metrics (what the operator's canary analysis reads through
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,22 +12,13 @@ from pathlib import Path
 import pytest
 
 from devcluster.ports import free_ports
-from devcluster.servers import kserve_server
+from devcluster.servers import kserve_server, scraped
 from devcluster.testing import wait_for
 from recmodel_handlers.client import predict
 from recmodel_handlers.samples import make_request
 
 # The canaries here answer every copy: these tests check the comparison, not load shedding.
 ROOMY = ["--max-queue=64", "--max-queue-ms=2000"]
-
-
-def _metric(url: str, name: str, labels: str = "") -> float:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    pattern = rf"^{re.escape(name)}{{[^}}]*{re.escape(labels)}[^}}]*}} (\S+)$"
-    return sum(float(v) for v in re.findall(pattern, text, re.M))
 
 
 @contextmanager
@@ -47,8 +37,8 @@ def _send(url: str, count: int) -> None:
 
 def _agreement(url: str) -> tuple[float, float]:
     """(mean agreement, documents compared) from the stable server's histogram."""
-    total = _metric(url, "recmodel_shadow_agreement_sum")
-    count = _metric(url, "recmodel_shadow_agreement_count")
+    total = scraped(url, "recmodel_shadow_agreement_sum")
+    count = scraped(url, "recmodel_shadow_agreement_count")
     return (total / count if count else float("nan"), count)
 
 
@@ -74,7 +64,7 @@ def test_the_canarys_rankings_are_compared_with_the_stable_ones(
         else:
             assert mean < 0.7, mean
         # The canary saw the copies as ordinary requests.
-        assert _metric(canary, "recmodel_requests_total", 'code="200"') == 20
+        assert scraped(canary, "recmodel_requests_total", code="200") == 20
 
 
 def test_a_canary_that_is_down_costs_the_stable_model_nothing(trained_model: Path, tmp_path: Path) -> None:
@@ -84,8 +74,8 @@ def test_a_canary_that_is_down_costs_the_stable_model_nothing(trained_model: Pat
         _send(stable, 20)  # every answer is a 200 (asserted in _send)
         assert time.monotonic() - started < 20
         wait_for(
-            lambda: _metric(stable, "recmodel_shadow_requests_total", 'result="error"') > 0,
+            lambda: scraped(stable, "recmodel_shadow_requests_total", result="error") > 0,
             timeout=30,
             what="failed copies counted",
         )
-        assert _metric(stable, "recmodel_shadow_requests_total", 'result="compared"') == 0
+        assert scraped(stable, "recmodel_shadow_requests_total", result="compared") == 0
