@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,6 +81,25 @@ def _write_kwok_stages() -> None:
     target.write_text("\n---\n".join(doc.strip() for doc in docs) + "\n")
 
 
+def nginx_binary() -> Path:
+    """nginx from Debian's package (what the devcluster's ingress controller drives), unpacked
+    into the cache without installing it: no service starts, nothing lands in /etc."""
+    found = sorted(cache_dir().glob("nginx-*/usr/sbin/nginx"))
+    if found:
+        return found[-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        download = ["apt-get", "download", "-q", "nginx"]
+        if subprocess.run(download, cwd=tmp, capture_output=True, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)  # a fresh machine's lists
+            subprocess.run(download, cwd=tmp, check=True, capture_output=True)
+        (package,) = Path(tmp).glob("nginx_*.deb")
+        version = package.name.split("_")[1]
+        target = cache_dir() / f"nginx-{version}"
+        subprocess.run(["dpkg-deb", "-x", str(package), str(target)], check=True)
+    _log(f"unpacked nginx {version} from Debian's package into {target}")
+    return target / "usr" / "sbin" / "nginx"
+
+
 def missing_binaries() -> list[str]:
     return [name for name in BINARIES if not (bin_dir() / name).exists()]
 
@@ -92,4 +112,5 @@ def build_all() -> Path:
     for component in COMPONENTS.values():
         _build_component(component, out_dir)
     _write_kwok_stages()
+    nginx_binary()
     return out_dir

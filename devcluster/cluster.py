@@ -25,17 +25,22 @@ from typing import Any
 from devcluster import keda, kserve, processes
 from devcluster import pki as pki_module
 from devcluster import prometheus as prometheus_module
-from devcluster.build import build_all, kwok_stages_file
+from devcluster.build import build_all, kwok_stages_file, nginx_binary
+from devcluster.ingress import routes as ingress_routes
 from devcluster.kubeconfig import write_kubeconfig
-from devcluster.nodes import NODES, render_node
+from devcluster.nodes import NODES, PROCESS_NODES, render_node
 from devcluster.ports import free_ports, is_listening
 from devcluster.processes import Layout, Ports
 from devcluster.versions import KSERVE_VERSION, REPO_ROOT
+from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE
 
 KSERVE_MANAGER = f"kserve-manager-{KSERVE_VERSION}"
 PROMETHEUS = prometheus_module.BINARY
+NODE_AGENT = "node-agent"
+INGRESS = "ingress-nginx"
+PYTHON_MODULES = {NODE_AGENT: "devcluster.nodeagent", INGRESS: "devcluster.ingress"}  # ours, run by this Python
 CORE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-ADDONS = (KSERVE_MANAGER, keda.OPERATOR, keda.ADAPTER, PROMETHEUS)
+ADDONS = (KSERVE_MANAGER, keda.OPERATOR, keda.ADAPTER, PROMETHEUS, NODE_AGENT, INGRESS)
 START_ORDER = (*CORE, *ADDONS)
 
 
@@ -46,6 +51,8 @@ class ClusterInfo:
     bin_dir: Path
     prometheus_url: str | None = None  # the cluster's Prometheus (absent on a bare cluster)
     prometheus_targets: Path | None = None  # where to register processes for it to scrape
+    ingress_url: str | None = None  # the ingress controller (nginx), routing by Host to the process nodes' pods
+    storage: Path | None = None  # the object store the process nodes fetch s3:// and gs:// models from
 
 
 def default_layout() -> Layout:
@@ -64,13 +71,15 @@ def _read_state(layout: Layout) -> dict[str, object] | None:
         return None
 
 
-def _pid_alive(pid: int, binary: str) -> bool:
+def _pid_alive(pid: int, name: str) -> bool:
     """Alive and still the program we started (pids are reused)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
-    return Path(cmdline).name == binary
+    if name in PYTHON_MODULES:
+        return PYTHON_MODULES[name] in argv
+    return Path(argv[0]).name == name
 
 
 def _admin_ssl_context(layout: Layout) -> ssl.SSLContext:
@@ -124,12 +133,15 @@ def info(layout: Layout | None = None) -> ClusterInfo:
     layout = layout or default_layout()
     state = _read_state(layout) or {}
     prometheus_url = state.get("prometheus")
+    ingress_url = state.get("ingress")
     return ClusterInfo(
         kubeconfig=layout.kubeconfig,
         server=str(state.get("server", "")),
         bin_dir=layout.bin,
         prometheus_url=str(prometheus_url) if prometheus_url else None,
         prometheus_targets=layout.prometheus_targets if prometheus_url else None,
+        ingress_url=str(ingress_url) if ingress_url else None,
+        storage=layout.storage if ingress_url else None,
     )
 
 
@@ -229,6 +241,22 @@ def _prepare_prometheus(layout: Layout) -> None:
     prometheus_module.write_config(layout.prometheus, prometheus_module.config(targets_dir=layout.prometheus_targets))
 
 
+def _prepare_process_nodes(layout: Layout) -> None:
+    shutil.rmtree(layout.pods, ignore_errors=True)
+    layout.storage.mkdir(parents=True, exist_ok=True)
+
+
+def _prepare_ingress(layout: Layout) -> None:
+    shutil.rmtree(layout.ingress, ignore_errors=True)
+    _apply(layout, [ingress_routes.ingress_class()])
+
+
+def _process_nodes_ready(layout: Layout) -> bool:
+    return _kubectl_ok(
+        layout, "wait", "--for=condition=Ready", "--timeout=1s", *(f"node/{n.name}" for n in PROCESS_NODES)
+    )
+
+
 def _nodes_ready(layout: Layout) -> bool:
     try:
         nodes = json.loads(_kubectl(layout, "get", "nodes", "-o", "json"))["items"]
@@ -294,6 +322,8 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
             ports.keda_adapter_metrics,
         ),
         PROMETHEUS: prometheus_module.argv(layout.prometheus, ports.prometheus),
+        NODE_AGENT: processes.node_agent(layout, Path(sys.executable), DEFAULT_SERVER_IMAGE.rsplit(":", 1)[0]),
+        INGRESS: processes.ingress_controller(layout, Path(sys.executable), nginx_binary(), ports),
     }
     envs = {
         KSERVE_MANAGER: {
@@ -303,6 +333,8 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         },
         keda.OPERATOR: keda.environment(layout.kubeconfig),
         keda.ADAPTER: keda.environment(layout.kubeconfig),
+        NODE_AGENT: {"PYTHONPATH": str(REPO_ROOT)},
+        INGRESS: {"PYTHONPATH": str(REPO_ROOT)},
     }
     prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
     pids: dict[str, int] = {}
@@ -311,6 +343,7 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         state: dict[str, object] = {"server": server, "ports": asdict(ports), "pids": pids}
         if with_addons:
             state["prometheus"] = prometheus_url
+            state["ingress"] = f"http://127.0.0.1:{ports.ingress}"
         layout.state.write_text(json.dumps(state, indent=2))
 
     admin = _admin_ssl_context(layout)
@@ -326,11 +359,15 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         keda.OPERATOR: lambda: _http_ok(f"http://127.0.0.1:{ports.keda_probe}/readyz"),
         keda.ADAPTER: lambda: _http_ok(f"https://127.0.0.1:{ports.keda_adapter}/readyz", _insecure_ssl_context()),
         PROMETHEUS: lambda: _http_ok(f"{prometheus_url}/-/ready"),
+        NODE_AGENT: lambda: _process_nodes_ready(layout),
+        INGRESS: lambda: _http_ok(f"http://127.0.0.1:{ports.ingress}/healthz"),
     }
     before_start: dict[str, Callable[[], None]] = {
         KSERVE_MANAGER: lambda: _prepare_kserve(layout),
         keda.OPERATOR: lambda: _prepare_keda(layout),
         PROMETHEUS: lambda: _prepare_prometheus(layout),
+        NODE_AGENT: lambda: _prepare_process_nodes(layout),
+        INGRESS: lambda: _prepare_ingress(layout),
     }
     after_start: dict[str, Callable[[], None]] = {
         "kwok": lambda: _add_nodes(layout),

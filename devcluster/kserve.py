@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from devcluster.ingress.routes import CLASS_NAME as INGRESS_CLASS_NAME
 from devcluster.versions import KSERVE_MODULE, KSERVE_VERSION
 
 NAMESPACE = "kserve"
@@ -48,6 +49,7 @@ def config_map(ingress_domain: str = "example.com") -> dict[str, Any]:
     data["deploy"] = json.dumps({"defaultDeploymentMode": "Standard"})
     ingress = json.loads(data["ingress"])
     ingress["ingressDomain"] = ingress_domain
+    ingress["ingressClassName"] = INGRESS_CLASS_NAME  # the devcluster's ingress controller routes KServe's Ingresses
     data["ingress"] = json.dumps(ingress)
     return {
         "apiVersion": "v1",

@@ -1,5 +1,7 @@
-"""The fake nodes KWOK keeps alive: CPU nodes, and GPU nodes labelled and tainted the way the
-NVIDIA GPU operator does it."""
+"""The cluster's nodes: fake ones KWOK keeps alive (CPU nodes, and GPU nodes labelled and
+tainted the way the NVIDIA GPU operator does it), and process nodes, served by our node agent
+(`devcluster.nodeagent`), whose pods are real processes. Process nodes are tainted: only pods
+that ask for them (a RecModel's `placement`) land there."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+PROCESS_NODE_LABEL = "devcluster.recmodel.dev/process-node"
+PROCESS_NODE_TAINT = {"key": PROCESS_NODE_LABEL, "value": "true", "effect": "NoSchedule"}
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,7 @@ class NodeSpec:
     memory: str
     gpus: int = 0
     gpu_product: str = ""
+    process: bool = False  # served by the node agent, not KWOK
 
 
 NODES: tuple[NodeSpec, ...] = (
@@ -30,12 +35,26 @@ NODES: tuple[NodeSpec, ...] = (
 )
 
 
+# The process nodes' capacity is what the scheduler packs, not this machine's cores: they exist
+# to make the request path real (several replicas, a rollout, a canary), not to be fast.
+PROCESS_NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("process-node-1", cpu="16", memory="32Gi", process=True),
+    NodeSpec("process-gpu-1", cpu="16", memory="32Gi", gpus=1, gpu_product="NVIDIA-L4", process=True),
+)
+
+# What a RecModel's spec.placement says to run on the process nodes.
+PROCESS_PLACEMENT: dict[str, Any] = {
+    "nodeSelector": {PROCESS_NODE_LABEL: "true"},
+    "tolerations": [{"key": PROCESS_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
 def render_node(spec: NodeSpec) -> dict[str, Any]:
     labels = {
         "kubernetes.io/arch": "amd64",
         "kubernetes.io/os": "linux",
         "kubernetes.io/hostname": spec.name,
-        "type": "kwok",
+        "type": "process" if spec.process else "kwok",
     }
     capacity = {"cpu": spec.cpu, "memory": spec.memory, "pods": "600"}  # the operator benchmark runs 1,000 pods
     taints: list[dict[str, str]] = []
@@ -44,13 +63,19 @@ def render_node(spec: NodeSpec) -> dict[str, Any]:
         labels[GPU_PRESENT_LABEL] = "true"
         capacity[GPU_RESOURCE] = str(spec.gpus)
         taints.append({"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"})
+    annotations = {"node.alpha.kubernetes.io/ttl": "0"}
+    if spec.process:
+        labels[PROCESS_NODE_LABEL] = "true"
+        taints.append(dict(PROCESS_NODE_TAINT))
+    else:
+        annotations[KWOK_ANNOTATION[0]] = KWOK_ANNOTATION[1]
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": spec.name,
             "labels": labels,
-            "annotations": {KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": annotations,
         },
         "spec": {"taints": taints},
         "status": {

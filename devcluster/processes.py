@@ -25,6 +25,7 @@ class Ports:
     keda_adapter: int
     keda_adapter_metrics: int
     prometheus: int
+    ingress: int
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,21 @@ class Layout:
     def prometheus_targets(self) -> Path:
         """Where whoever starts a process beside the cluster registers its /metrics."""
         return self.prometheus / "targets"
+
+    @property
+    def pods(self) -> Path:
+        """The process nodes' pods: one folder each (volumes, container logs)."""
+        return self.root / "pods"
+
+    @property
+    def storage(self) -> Path:
+        """The cluster's object store: s3://bucket/key and gs://bucket/key resolve to storage/bucket/key."""
+        return self.root / "storage"
+
+    @property
+    def ingress(self) -> Path:
+        """The ingress controller's nginx: its rendered configuration, logs and temporary files."""
+        return self.root / "ingress"
 
     @property
     def pki(self) -> Pki:
@@ -174,4 +190,28 @@ def kwok(bin_dir: Path, stages_file: Path, layout: Layout, ports: Ports) -> list
         "--cidr=10.244.0.0/16",
         "--node-ip=127.0.0.1",
         f"--server-address=127.0.0.1:{ports.kwok}",
+    ]
+
+
+def node_agent(layout: Layout, python: Path, server_image: str) -> list[str]:
+    return [
+        str(python),
+        "-m",
+        "devcluster.nodeagent",
+        f"--kubeconfig={layout.kubeconfig}",
+        f"--root={layout.pods}",
+        f"--storage={layout.storage}",
+        f"--server-image={server_image}",
+    ]
+
+
+def ingress_controller(layout: Layout, python: Path, nginx: Path, ports: Ports) -> list[str]:
+    return [
+        str(python),
+        "-m",
+        "devcluster.ingress",
+        f"--kubeconfig={layout.kubeconfig}",
+        f"--nginx={nginx}",
+        f"--run-dir={layout.ingress}",
+        f"--port={ports.ingress}",
     ]

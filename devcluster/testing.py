@@ -128,6 +128,17 @@ def small_standalone(name: str) -> dict[str, Any]:
     }
 
 
+def publish_model(tools: Tools, uri: str, model_dir: Path) -> str:
+    """Puts a packaged model into the cluster's object store under `uri` (s3://bucket/key), where
+    the process nodes' pods fetch it from; returns the URI."""
+    assert tools.storage is not None, "the cluster runs without its add-ons (no process nodes)"
+    target = tools.storage / uri.split("://", 1)[1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    target.symlink_to(model_dir.resolve(), target_is_directory=True)
+    return uri
+
+
 def apply(tools: Tools, namespace: str, obj: dict[str, Any], check: bool = True) -> Any:
     return tools.kubectl_run("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj), check=check)
 
