@@ -102,7 +102,9 @@ def launch(
     mounts: dict[str, Path] = {}
     for mount in container.get("volumeMounts", []):
         if mount["name"] not in volumes:
-            raise NotRunnable(f"volume {mount['name']}: only emptyDir volumes are supported here")
+            raise NotRunnable(
+                f"volume {mount['name']}: only emptyDir, configMap, secret and projected volumes are supported here"
+            )
         mounts[mount["mountPath"]] = volumes[mount["name"]] / mount.get("subPath", "")
     rewrite = Rewriter(mounts, address, node.storage_root)
     env = _env(container, fields, rewrite, base_env)

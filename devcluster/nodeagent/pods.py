@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import logging
 import os
@@ -275,20 +276,67 @@ class PodRunner:
     # ---- the pod's life ----------------------------------------------------------------
 
     def _volumes(self) -> dict[str, Path]:
+        """Each volume as a folder: emptyDirs empty; configMaps, secrets and projected volumes
+        (the service-account token KServe's pods mount) written from the API as a kubelet does."""
         out = {}
         for volume in self.pod["spec"].get("volumes", []):
-            if "emptyDir" in volume:
-                out[volume["name"]] = self.dir / "volumes" / volume["name"]
-                out[volume["name"]].mkdir(parents=True, exist_ok=True)
+            folder = self.dir / "volumes" / volume["name"]
+            folder.mkdir(parents=True, exist_ok=True)
+            sources = volume.get("projected", {}).get("sources", [])
+            for kind in ("configMap", "secret"):
+                if kind in volume:
+                    sources = [
+                        {kind: {**volume[kind], "name": volume[kind].get("name") or volume[kind].get("secretName")}}
+                    ]
+            for source in sources:
+                self._project(source, folder)
+            if "emptyDir" in volume or sources:
+                out[volume["name"]] = folder
         return out
+
+    def _project(self, source: Obj, folder: Path) -> None:
+        namespace = self.namespace
+        try:
+            if "serviceAccountToken" in source:
+                account = self.pod["spec"].get("serviceAccountName", "default")
+                path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token"
+                spec = {
+                    "audiences": [a for a in [source["serviceAccountToken"].get("audience")] if a],
+                    "expirationSeconds": int(source["serviceAccountToken"].get("expirationSeconds", 3607)),
+                    "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": self.name, "uid": self.uid},
+                }
+                token = request(
+                    self.api,
+                    "POST",
+                    path,
+                    {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+                )
+                (folder / source["serviceAccountToken"]["path"]).write_text(token["status"]["token"])
+            for kind, plural in (("configMap", "configmaps"), ("secret", "secrets")):
+                if kind in source:
+                    found = request(self.api, "GET", f"/api/v1/namespaces/{namespace}/{plural}/{source[kind]['name']}")
+                    data = found.get("data") or {}
+                    if kind == "secret":
+                        data = {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+                    items = source[kind].get("items") or [{"key": k, "path": k} for k in data]
+                    for item in items:
+                        if item["key"] in data:
+                            (folder / item["path"]).write_text(data[item["key"]])
+            if "downwardAPI" in source:
+                for item in source["downwardAPI"].get("items", []):
+                    if item.get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+                        (folder / item["path"]).write_text(namespace)
+        except client.ApiException as error:
+            if not any(s.get("optional") for s in source.values() if isinstance(s, dict)):
+                log.warning("%s/%s: volume source %s: %s", namespace, self.name, list(source), error.reason)
 
     def _run_init(self, volumes: dict[str, Path]) -> bool:
         for container in self.init:
             while self.grace is None:
                 self._spawn(container, volumes)
                 self._publish()
-                if container.process is None:
-                    time.sleep(1)
+                if container.process is None:  # not runnable here: say so, try again later
+                    time.sleep(5)
                     continue
                 while container.process.poll() is None and self.grace is None:
                     time.sleep(TICK)

@@ -5,6 +5,11 @@ request itself: the test applies RecModels and sends requests to the ingress's a
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +97,133 @@ def test_ingress_spreads_requests_over_both_replicas(
     print(f"requests served per pod (their own /metrics): {served}")
     assert sum(served.values()) >= 40
     assert all(count >= 10 for count in served.values()), served
+
+
+class SteadyLoad:
+    """`clients` closed-loop clients ranking through the ingress until stopped; every answer's
+    status (0: no answer at all) is counted."""
+
+    def __init__(self, tools: Tools, host: str, clients: int = 2) -> None:
+        self.tools, self.host, self.clients = tools, host, clients
+        self.codes: Counter[int] = Counter()
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def _client(self) -> None:
+        while not self.stop.is_set():
+            try:
+                code = rank_through_ingress(self.tools, self.host).status_code
+            except httpx.HTTPError as error:
+                code = 0
+                self.errors.append(repr(error))
+            self.codes[code] += 1
+            if code != 200:
+                self.errors.append(f"HTTP {code}")
+
+    @contextmanager
+    def running(self) -> Iterator[SteadyLoad]:
+        threads = [threading.Thread(target=self._client) for _ in range(self.clients)]
+        for thread in threads:
+            thread.start()
+        try:
+            yield self
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join()
+
+
+def test_rolling_update_through_the_ingress_loses_nothing(
+    operator: OperatorProcess, namespace: str, trained_model: Path
+) -> None:
+    """A new model version under steady load: the Deployment surges a new pod, the node agent
+    starts it and reports it Ready, the ingress adds it; the old pod leaves the EndpointSlice,
+    gets SIGTERM and drains. No request fails."""
+    tools = operator.tools
+    v1 = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
+    v2 = publish_model(tools, f"s3://models/{namespace}/ranker/v2", trained_model)
+    apply(tools, namespace, on_process_nodes("ranker", v1))
+    selector = "app.kubernetes.io/instance=ranker"
+    first = wait_for(
+        lambda: len(ready := ready_pods(tools, namespace, selector)) == 2 and ready, timeout=120, what="2 pods Ready"
+    )
+    old = {p["metadata"]["name"] for p in first}
+    host = "ranker.shop.example"
+    wait_for(lambda: rank_through_ingress(tools, host).status_code == 200, timeout=30, what="the route")
+    with SteadyLoad(tools, host).running() as load:
+        time.sleep(3)
+        before = sum(load.codes.values())
+        apply(tools, namespace, on_process_nodes("ranker", v2))
+
+        def rolled() -> list[dict[str, Any]] | None:
+            pods = get_json(tools, "pods", "-n", namespace, "-l", selector)["items"]
+            ready = ready_pods(tools, namespace, selector)
+            fresh = [p for p in ready if p["metadata"]["name"] not in old]
+            return fresh if len(fresh) == 2 and len(pods) == 2 else None
+
+        new = wait_for(rolled, timeout=180, what="the rollout: 2 new pods Ready, the old ones gone")
+        during = sum(load.codes.values()) - before
+        time.sleep(3)
+    served_by_new = {p["metadata"]["name"]: scraped(pod_url(p), "recmodel_requests_total", code="200") for p in new}
+    print(
+        f"\nanswers during the rollout and after: {dict(load.codes)} ({during} while it rolled); "
+        f"served by the new pods: {served_by_new}"
+    )
+    assert load.errors == [], load.errors[:10]
+    assert during >= 20, "the load ran through the rollout"
+    assert all(count > 0 for count in served_by_new.values()), "traffic moved to the new pods"
+
+
+def test_kserve_route_reaches_the_predictor_pods(
+    operator: OperatorProcess, namespace: str, trained_model: Path
+) -> None:
+    """backend kserve: KServe's controller turns our InferenceService into a Deployment (with its
+    storage initializer) and, once the predictor is ready, an Ingress of the cluster's class."""
+    tools = operator.tools
+    uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
+    obj = on_process_nodes("ranker", uri, replicas=1)
+    obj["spec"]["backend"] = "kserve"
+    obj["spec"].pop("ingress")
+    apply(tools, namespace, obj)
+    ingress = wait_for(
+        lambda: next(iter(get_json(tools, "ingress", "-n", namespace)["items"]), None),
+        timeout=180,
+        what="KServe's Ingress (written once its predictor is ready)",
+    )
+    host = ingress["spec"]["rules"][0]["host"]
+    pods = ready_pods(tools, namespace, "serving.kserve.io/inferenceservice=ranker")
+    print(
+        f"\nKServe's Ingress {ingress['metadata']['name']} (class {ingress['spec'].get('ingressClassName')}): "
+        f"host {host}; predictor pods {[(p['metadata']['name'], p['status']['podIP']) for p in pods]}"
+    )
+    assert len(pods) == 1 and pods[0]["spec"]["nodeName"] == "process-node-1"
+    init = [c["name"] for c in pods[0]["spec"].get("initContainers", [])]
+    assert "storage-initializer" in init, init
+    wait_for(lambda: rank_through_ingress(tools, host, name="ranker").status_code == 200, timeout=30, what="the route")
+    answers = [rank_through_ingress(tools, host, name="ranker") for _ in range(10)]
+    assert [a.status_code for a in answers] == [200] * 10
+    assert scraped(pod_url(pods[0]), "recmodel_requests_total", code="200") >= 10
+    assert wait_phase(tools, namespace, "ranker", "Ready", timeout=60)
+
+
+def test_gpu_model_lands_on_the_gpu_process_node(
+    operator: OperatorProcess, namespace: str, trained_model: Path
+) -> None:
+    """GPU placement with a pod that runs: the scheduler puts a one-GPU L4 model on the process
+    node that advertises `nvidia.com/gpu` and the L4 label, past its GPU taint (the process runs
+    on this machine's CPU: there is no GPU here)."""
+    tools = operator.tools
+    uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
+    obj = on_process_nodes("ranker", uri, replicas=1)
+    obj["spec"]["resources"]["gpu"] = {"count": 1, "product": "NVIDIA-L4"}
+    apply(tools, namespace, obj)
+    (pod,) = wait_for(
+        lambda: ready_pods(tools, namespace, "app.kubernetes.io/instance=ranker"), timeout=120, what="the GPU pod Ready"
+    )
+    assert pod["spec"]["nodeName"] == "process-gpu-1"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    wait_for(
+        lambda: rank_through_ingress(tools, "ranker.shop.example").status_code == 200,
+        timeout=30,
+        what="an answer through the ingress",
+    )
