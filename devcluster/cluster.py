@@ -238,7 +238,9 @@ def _register_metrics_api(layout: Layout, ports: Ports) -> None:
 def _prepare_prometheus(layout: Layout) -> None:
     shutil.rmtree(layout.prometheus, ignore_errors=True)
     layout.prometheus_targets.mkdir(parents=True)
-    prometheus_module.write_config(layout.prometheus, prometheus_module.config(targets_dir=layout.prometheus_targets))
+    prometheus_module.write_config(
+        layout.prometheus, prometheus_module.config(targets_dir=layout.prometheus_targets, kubeconfig=layout.kubeconfig)
+    )
 
 
 def _prepare_process_nodes(layout: Layout) -> None:

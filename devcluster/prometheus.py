@@ -38,8 +38,48 @@ class Target:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def config(targets: list[Target] | None = None, targets_dir: Path | None = None) -> dict[str, Any]:
-    """Static targets, or every `*.json` file under `targets_dir` (Prometheus's file_sd format)."""
+def pod_discovery(kubeconfig: Path) -> dict[str, Any]:
+    """Pods of the process nodes, found through the API server as in-cluster Prometheus finds
+    them: those annotated `prometheus.io/scrape: "true"` (the operator annotates model-server
+    pods), scraped at the loopback twin of their pod IP (`devcluster.podnet`) on the annotated
+    port and path, labelled with their namespace and pod as the operator's PromQL selects."""
+    twin = r"10\.245\.(\d+)\.(\d+);(\d+)"  # podnet.POD_NETWORK, its twin under 127.0.0.0/8
+    return {
+        "job_name": "process-node-pods",
+        "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": str(kubeconfig)}],
+        "relabel_configs": [
+            {
+                "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                "regex": "true",
+                "action": "keep",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
+                "regex": twin,
+                "action": "keep",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
+                "regex": twin,
+                "replacement": "127.245.$1.$2:$3",
+                "target_label": "__address__",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+                "regex": "(.+)",
+                "target_label": "__metrics_path__",
+            },
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        ],
+    }
+
+
+def config(
+    targets: list[Target] | None = None, targets_dir: Path | None = None, kubeconfig: Path | None = None
+) -> dict[str, Any]:
+    """Static targets, or every `*.json` file under `targets_dir` (Prometheus's file_sd format);
+    with a `kubeconfig`, also the process nodes' pods."""
     job: dict[str, Any] = {"job_name": "local-processes"}
     if targets_dir is not None:
         job["file_sd_configs"] = [{"files": [str(targets_dir / "*.json")], "refresh_interval": "5s"}]
@@ -47,7 +87,7 @@ def config(targets: list[Target] | None = None, targets_dir: Path | None = None)
         job["static_configs"] = [{"targets": [t.address], "labels": t.labels} for t in targets or []]
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-        "scrape_configs": [job],
+        "scrape_configs": [job, *([pod_discovery(kubeconfig)] if kubeconfig else [])],
     }
 
 

@@ -1,15 +1,19 @@
-"""The autoscaling loop, run for real and recorded: load on a model-server process, Prometheus
-scraping it, KEDA reading Prometheus, the HPA (kube-controller-manager) resizing the Deployment,
-KWOK starting the pods; then the load stops and the replicas come back down.
+"""The autoscaling loop, run for real and recorded: load through the ingress controller on a
+RecModel whose pods run as model-server processes on the process nodes, Prometheus discovering
+and scraping those pods, KEDA reading Prometheus, the HPA (kube-controller-manager) resizing the
+Deployment, the node agent starting the new pods and the ingress sending them traffic; then the
+load stops and the replicas come back down.
 
 What is sampled is what each real part reports: the ScaledObject's own query answered by
 Prometheus, the value the HPA last read through `external.metrics.k8s.io` (written by the
-controller-manager into the HPA's status), the replicas it wants, and the Deployment's ready
-replicas (written by the ReplicaSet controller once KWOK reports the pods Ready).
+controller-manager into the HPA's status), the replicas it wants, the Deployment's ready
+replicas (written by the ReplicaSet controller once the node agent reports the pods Ready from
+their readiness probes), and how many pods answered requests lately (their own metrics).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import subprocess
 import time
@@ -19,18 +23,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from devcluster.fixtures import Tools
-from devcluster.prometheus import Prometheus, Target, registered_targets
-from devcluster.servers import kserve_server, local_command, stop_process
-from devcluster.testing import apply, condition, get_json, rendered_container, small_standalone, wait_for
+from devcluster.nodes import PROCESS_PLACEMENT
+from devcluster.prometheus import Prometheus
+from devcluster.servers import stop_process
+from devcluster.testing import apply, condition, get_json, publish_model, small_standalone, wait_for
 from devcluster.versions import VEGETA_VERSION, bin_dir
+from recmodel_handlers.samples import make_request
 
 LOAD, IDLE = "load", "idle"
 
-# Loads that overshoot each target. One model-server process takes all of it however many
-# replicas KWOK runs, so the metric stays high until the load stops.
+# Loads that overshoot each target whatever the replicas: they all share this machine's two
+# cores, so added replicas spread the load but add no capacity, and the metric stays high until
+# the load stops.
 # - latency: LATENCY_WORKERS clients sending back to back keep that many requests queued in the
-#   server, whatever its speed; with a queue deep enough to hold them (LATENCY_SERVER), the p95
+#   servers, whatever their speed; with a queue deep enough to hold them (LATENCY_SERVER), the p95
 #   is several times its unloaded value (about 10 ms here for 1,000 candidates).
 # - rps: a fixed rate, well within one replica's capacity, of TARGET x most replicas.
 LATENCY_TARGET_MS, LATENCY_WORKERS = 40, 16
@@ -46,6 +55,7 @@ class Sample:
     hpa_value: float | None  # what the HPA last read from KEDA's metrics API
     desired: int | None  # the HPA's desired replicas (None until it has a status)
     ready: int  # the Deployment's ready replicas
+    serving: int = 0  # pods that answered requests in the last 15 s (their own metrics, in Prometheus)
 
     def row(self) -> str:
         def fmt(value: float | None) -> str:
@@ -54,11 +64,11 @@ class Sample:
         desired = "-" if self.desired is None else str(self.desired)
         return (
             f"{self.seconds:6.0f}s  {self.phase:<4}  {fmt(self.query_value):>8}  {fmt(self.hpa_value):>8}"
-            f"  {desired:>7}  {self.ready:>5}"
+            f"  {desired:>7}  {self.ready:>5}  {self.serving:>7}"
         )
 
 
-HEADER = f"{'time':>7}  {'load':<4}  {'query':>8}  {'HPA read':>8}  {'desired':>7}  {'ready':>5}"
+HEADER = f"{'time':>7}  {'load':<4}  {'query':>8}  {'HPA read':>8}  {'desired':>7}  {'ready':>5}  {'serving':>7}"
 
 
 @dataclass
@@ -69,6 +79,9 @@ class Timeline:
 
     def most_ready(self, phase: str) -> int:
         return max((s.ready for s in self.samples if s.phase == phase), default=0)
+
+    def most_serving(self, phase: str) -> int:
+        return max((s.serving for s in self.samples if s.phase == phase), default=0)
 
     def last(self) -> Sample:
         return self.samples[-1]
@@ -152,6 +165,9 @@ def take_sample(
     query = scaled_object_query(tools, namespace, scaled_object)
     hpa = _get(tools, namespace, "hpa", f"keda-hpa-{scaled_object}")
     status = _get(tools, namespace, "deployment", deployment).get("status") or {}
+    serving = prometheus.value(
+        f'count(rate(recmodel_requests_total{{namespace="{namespace}",pod=~"{deployment}-.*"}}[15s]) > 0)'
+    )
     return Sample(
         seconds=time.monotonic() - since,
         phase=phase,
@@ -159,6 +175,7 @@ def take_sample(
         hpa_value=_hpa_value(hpa),
         desired=(hpa.get("status") or {}).get("desiredReplicas"),
         ready=int(status.get("readyReplicas") or 0),
+        serving=int(serving or 0),
     )
 
 
@@ -182,20 +199,34 @@ def autoscaled(name: str, metric: str, max_replicas: int = 4, scale_down_window_
     return obj
 
 
-def load_for(metric: str, url: str, body: Path, workdir: Path) -> AbstractContextManager[Any]:
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a RecModel answers: its predict URL at the ingress controller, and the Host."""
+
+    url: str
+    host: str
+
+
+def load_for(metric: str, endpoint: Endpoint, body: Path, workdir: Path) -> AbstractContextManager[Any]:
     """The load that overshoots `metric`'s target (at most 5 minutes)."""
     if metric == "latency":
-        return vegeta_load(url, body, workdir, 300, workers=LATENCY_WORKERS)
-    return vegeta_load(url, body, workdir, 300, rate=RPS_LOAD_RATE)
+        return vegeta_load(endpoint, body, workdir, 300, workers=LATENCY_WORKERS)
+    return vegeta_load(endpoint, body, workdir, 300, rate=RPS_LOAD_RATE)
 
 
-@contextmanager
-def scaled_model(tools: Tools, namespace: str, obj: dict[str, Any], model_dir: Path, work: Path) -> Iterator[str]:
-    """Applies the RecModel, waits until KEDA has made its HPA and the minimum replicas are
-    ready, starts the model server with the command the operator rendered and registers it with
-    the cluster's Prometheus under the labels its pod would carry. Yields its predict URL."""
+def scaled_model(tools: Tools, namespace: str, obj: dict[str, Any], model_dir: Path) -> Endpoint:
+    """Publishes the model to the cluster's object store, applies the RecModel on the process
+    nodes behind an Ingress, and waits until KEDA has made its HPA, the minimum replicas are
+    Ready (their readiness probes, run by the node agent) and the ingress answers."""
     name = obj["metadata"]["name"]
-    apply(tools, namespace, obj)
+    if tools.ingress_url is None:
+        raise RuntimeError("the cluster runs without its add-ons (no process nodes, ingress or Prometheus)")
+    host = f"{name}.{namespace}.shop.example"
+    placed = copy.deepcopy(obj)
+    placed["spec"]["model"] = {"storageUri": publish_model(tools, f"s3://models/{namespace}/{name}/v1", model_dir)}
+    placed["spec"]["placement"] = PROCESS_PLACEMENT
+    placed["spec"]["ingress"] = {"enabled": True, "host": host}
+    apply(tools, namespace, placed)
     deployment = f"{name}-predictor"
     scaled = wait_for(
         lambda: (
@@ -210,31 +241,37 @@ def scaled_model(tools: Tools, namespace: str, obj: dict[str, Any], model_dir: P
     minimum = obj["spec"]["autoscaling"]["minReplicas"]
     wait_for(
         lambda: (_get(tools, namespace, "deployment", deployment).get("status") or {}).get("readyReplicas") == minimum,
-        timeout=90,
+        timeout=120,
         what="the minimum replicas ready",
     )
-    command = local_command(rendered_container(tools, namespace, deployment), model_dir)
-    if tools.prometheus_targets is None:
-        raise RuntimeError("the cluster runs no Prometheus (a bare cluster has no add-ons)")
-    with kserve_server(model_dir, name, work / f"{name}.log", argv=command) as url:
-        labels = {"namespace": namespace, "pod": f"{deployment}-0"}
-        target = Target(url.removeprefix("http://"), labels)
-        with registered_targets(tools.prometheus_targets, f"{namespace}-{name}", [target]):
-            yield f"{url}/v1/models/{name}:predict"
+    endpoint = Endpoint(f"{tools.ingress_url}/v1/models/{name}:predict", host)
+    body = {"instances": [make_request(10)]}
+    wait_for(
+        lambda: httpx.post(endpoint.url, json=body, headers={"host": host}, timeout=10).status_code == 200,
+        timeout=60,
+        what="an answer through the ingress",
+    )
+    return endpoint
 
 
 @contextmanager
 def vegeta_load(
-    url: str, body: Path, workdir: Path, duration_s: int, *, rate: int | None = None, workers: int | None = None
+    endpoint: Endpoint,
+    body: Path,
+    workdir: Path,
+    duration_s: int,
+    *,
+    rate: int | None = None,
+    workers: int | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """POSTs `body` to `url` with vegeta, at `rate`/s (open loop) or from `workers` clients
+    """POSTs `body` to the endpoint with vegeta, at `rate`/s (open loop) or from `workers` clients
     back to back (closed loop), for at most `duration_s` (it stops by itself); leaving the
     block stops it earlier."""
     if (rate is None) == (workers is None):
         raise ValueError("give a rate or a number of workers")
     pace = [f"-rate={rate}/s"] if rate is not None else ["-rate=0", f"-workers={workers}", f"-max-workers={workers}"]
     targets = workdir / "targets.txt"
-    targets.write_text(f"POST {url}\nContent-Type: application/json\n@{body}\n")
+    targets.write_text(f"POST {endpoint.url}\nHost: {endpoint.host}\nContent-Type: application/json\n@{body}\n")
     with (workdir / "vegeta.bin").open("wb") as out:
         process = subprocess.Popen(
             [
@@ -268,7 +305,8 @@ def run_loop(
     echo: Callable[[str], Any] = print,
 ) -> Timeline:
     """Loads (through `start_load`) until the Deployment of the RecModel `obj` has its most
-    replicas ready (and for `min_load_seconds` at least, to show the steady state), stops, and
+    replicas ready and each has answered requests (and for `min_load_seconds` at least, to show
+    the steady state), stops, and
     samples until it is back at its fewest. Prints each sample
     through `echo`. Returns the timeline; the caller asserts on it."""
     autoscaling = obj["spec"]["autoscaling"]
@@ -288,7 +326,7 @@ def run_loop(
         deadline = time.monotonic() + scale_up_timeout
         while time.monotonic() < deadline:
             sample = record(LOAD)
-            if sample.ready >= max_replicas and sample.seconds >= min_load_seconds:
+            if sample.ready >= max_replicas and sample.serving >= max_replicas and sample.seconds >= min_load_seconds:
                 break
             time.sleep(interval)
     deadline = time.monotonic() + scale_down_timeout

@@ -1,7 +1,8 @@
-"""The autoscaling loop end to end with the real parts: a standalone RecModel scaled on its p95
-latency (and on requests/s) by KEDA's operator and metrics API server reading the cluster's
-Prometheus, which scrapes a real model-server process started with the command the operator
-rendered; the HPA in kube-controller-manager resizes the Deployment and KWOK runs the pods.
+"""The autoscaling loop end to end with the real parts: a standalone RecModel on the process
+nodes, loaded through the ingress controller, scaled on its p95 latency (and on requests/s) by
+KEDA's operator and metrics API server reading the cluster's Prometheus, which discovers and
+scrapes the model-server pods; the HPA in kube-controller-manager resizes the Deployment, the
+node agent runs the new pods as processes and the ingress sends them their share.
 
 The loop is driven by load only: nothing here writes replicas, HPAs or metrics. The HPA's
 scale-down window is shortened through the RecModel's own field (KEDA's advanced settings),
@@ -26,11 +27,10 @@ def _loop(operator: OperatorProcess, namespace: str, tmp_path: Path, model_dir: 
     body = tmp_path / "request.json"
     body.write_text(json.dumps({"instances": [make_request(1000)]}))
     obj = autoscaled(metric, metric, max_replicas=MAX_REPLICAS)
-    with scaled_model(tools, namespace, obj, model_dir, tmp_path) as url:
-        timeline = run_loop(
-            tools, Prometheus(tools.prometheus_url), namespace, obj, lambda: load_for(metric, url, body, tmp_path)
-        )
-    return timeline
+    endpoint = scaled_model(tools, namespace, obj, model_dir)
+    return run_loop(
+        tools, Prometheus(tools.prometheus_url), namespace, obj, lambda: load_for(metric, endpoint, body, tmp_path)
+    )
 
 
 def _assert_the_loop_closed(timeline: Timeline) -> None:
@@ -38,6 +38,8 @@ def _assert_the_loop_closed(timeline: Timeline) -> None:
     # The HPA read the metric through KEDA above its target, and every replica it asked for ran.
     assert any(s.hpa_value is not None and s.hpa_value > timeline.target for s in load), timeline.table()
     assert timeline.most_ready(LOAD) == MAX_REPLICAS, timeline.table()
+    # The added replicas are processes that took real traffic through the ingress.
+    assert timeline.most_serving(LOAD) == MAX_REPLICAS, timeline.table()
     # Idle again, the value it reads falls and the replicas come back to the minimum.
     assert timeline.last().ready == 1, timeline.table()
     assert timeline.last().desired == 1, timeline.table()
