@@ -1,14 +1,16 @@
 """`make demo`: from nothing to ranked products through an ingress, on the local control plane.
 
-1. start the control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes)
+1. start the control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes,
+   process nodes served by our node agent, an ingress controller driving nginx)
 2. KServe runs in the cluster (its controller and webhooks); `helm install` the RecModel chart
 3. run the operator (as a local process, with the chart's ServiceAccount token)
-4. train and package a small model
-5. `kubectl apply` two samples (a CPU ranker and an A100 ranker) and wait until Ready
-6. start the model server with the exact command the operator rendered
-7. send ranking requests through an ingress (routing by Host, from the rendered Ingress)
-8. autoscaling on p95 latency: load on a model server scraped by the cluster's Prometheus, KEDA
-   reads it, the HPA adds replicas, KWOK runs them; load stops, replicas go back (timeline + PNG)
+4. train and package a small model, and put it in the cluster's object store
+5. `kubectl apply` three samples (CPU, A100 and KServe rankers; KWOK places them) until Ready
+6. two RecModels on the process nodes (standalone and KServe): their pods are real processes
+7. ranking requests through the ingress controller, answered by those pods
+8. autoscaling on p95 latency: load through the ingress, Prometheus scrapes the pods, KEDA
+   reads it, the HPA adds replicas, the node agent runs them and they take traffic; load stops,
+   replicas go back (timeline + PNG)
 9. tear everything down (or keep it: --keep)
 """
 
@@ -25,17 +27,22 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from demo.ingress import running_ingress
 from devcluster import cluster
 from devcluster.fixtures import Tools
 from devcluster.prometheus import Prometheus
 from devcluster.scaling_loop import LATENCY_WORKERS, UNITS, autoscaled, load_for, run_loop, scaled_model
-from devcluster.servers import kserve_server, local_command
+from devcluster.servers import scraped
 from devcluster.testing import (
+    apply,
+    get_json,
     install_crds,
-    rendered_container,
+    on_process_nodes,
+    pod_url,
+    publish_model,
+    ready_pods,
     running_operator,
     service_account_kubeconfig,
+    small_standalone,
     wait_for,
 )
 from recmodel_handlers.client import predict
@@ -71,13 +78,16 @@ def run(keep: bool, plot: Path | None) -> None:
     work = Path(tempfile.mkdtemp(prefix="recmodel-demo-"))
     plot = plot or work / "autoscaling-latency.png"
     with ExitStack() as stack:
-        step(1, "Local control plane (real Kubernetes components as processes, KWOK nodes)")
+        step(
+            1,
+            "Local control plane (real Kubernetes components as processes, KWOK and process nodes, an ingress controller)",
+        )
         was_running = cluster.is_running()
         info = cluster.up()
         if not was_running and not keep:
             stack.callback(cluster.down)
         tools = Tools.of(info)
-        kubectl(tools, "get", "nodes", "-L", "nvidia.com/gpu.product")
+        kubectl(tools, "get", "nodes", "-L", "type,nvidia.com/gpu.product")
 
         step(2, "KServe's controller runs in the cluster; helm install of the RecModel chart (and its runtime)")
         install_crds(tools)
@@ -144,40 +154,67 @@ def run(keep: bool, plot: Path | None) -> None:
         kubectl(tools, "get", "ingress", "-n", NAMESPACE)
         kubectl(tools, "get", "inferenceservices", "-n", NAMESPACE)  # Ready as KServe's controller reports it
 
-        step(6, "Model servers started with the exact command the operator rendered")
-        routes: dict[str, list[str]] = {}  # ingress host -> local servers
-        model_of: dict[str, str] = {}  # ingress host -> model name
-        for name in names[:2]:  # the standalone ones (the KServe one is shown by KServe's status)
-            container = rendered_container(tools, NAMESPACE, f"{name}-predictor")
-            print("pod command:   " + " ".join([*container["command"], *container["args"]]))
-            local = local_command(container, model_dir)
-            url = stack.enter_context(kserve_server(model_dir, name, work / f"{name}.log", argv=local))
-            ingress = json.loads(tools.kubectl_run("get", "ingress", name, "-n", NAMESPACE, "-o", "json").stdout)
-            routes[ingress["spec"]["rules"][0]["host"]] = [url]
-            model_of[ingress["spec"]["rules"][0]["host"]] = name
-            print(f"local server:  {url} serves host {ingress['spec']['rules'][0]['host']}")
+        step(6, "Two RecModels on the process nodes: their pods run as model-server processes")
+        standalone = small_standalone("home-feed")
+        standalone["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 2, "metric": "cpu", "target": 70}
+        kserve = small_standalone("search-ranker")
+        kserve["spec"]["backend"] = "kserve"
+        kserve["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 1, "metric": "concurrency", "target": 4}
+        hosts = {"home-feed": "home-feed.shop.example"}
+        for obj in (standalone, kserve):
+            name = obj["metadata"]["name"]
+            uri = publish_model(tools, f"s3://models/{name}/v7", model_dir)
+            placed = on_process_nodes(obj, uri, hosts.get(name, ""))
+            if obj["spec"]["backend"] == "kserve":
+                placed["spec"].pop("ingress")  # KServe writes its own Ingress
+            print(f"{name}: storageUri {uri}, placement {json.dumps(placed['spec']['placement'])}")
+            apply(tools, NAMESPACE, placed)
+        for name in ("home-feed", "search-ranker"):
+            wait_for(functools.partial(_is_ready, tools, name), timeout=180, what=f"{name} Ready")
+        ingress = wait_for(
+            lambda: get_json(tools, "ingress", "search-ranker", "-n", NAMESPACE), timeout=60, what="KServe's Ingress"
+        )
+        hosts["search-ranker"] = ingress["spec"]["rules"][0]["host"]
+        kubectl(tools, "get", "pods", "-n", NAMESPACE, "-o", "wide", "--field-selector=spec.nodeName=process-node-1")
+        kubectl(tools, "get", "endpointslices", "-n", NAMESPACE)
+        kubectl(tools, "get", "ingress", "-n", NAMESPACE)
+        print("(a process node's pod listens on the loopback twin of its pod IP: 10.245.1.2 -> 127.245.1.2)")
 
-        step(7, "Ranking requests through the ingress (routed by Host header)")
-        gateway = stack.enter_context(running_ingress(routes))
+        step(7, f"Ranking requests through the ingress controller at {info.ingress_url} (nginx, routing by Host)")
+        assert info.ingress_url is not None
         request = make_request(1000, top_k=5, maxPerCategory=2)
-        for host in routes:
+        for name, host in hosts.items():
+            pods = ready_pods(tools, NAMESPACE, f"app.kubernetes.io/instance={name}") or ready_pods(
+                tools, NAMESPACE, f"serving.kserve.io/inferenceservice={name}"
+            )
+            before = {p["metadata"]["name"]: scraped(pod_url(p), "recmodel_requests_total", code="200") for p in pods}
             latencies = []
             answer: dict[str, Any] = {}
             for _ in range(20):
-                answer = predict(gateway, model_of[host], request, host=host)
+                answer = predict(info.ingress_url, name, request, host=host)
                 latencies.append(answer["latency_ms"])
             latencies.sort()
-            print(f"\nPOST {gateway}/v1/models/{model_of[host]}:predict  Host: {host}  (1000 candidates)")
+            print(f"\nPOST {info.ingress_url}/v1/models/{name}:predict  Host: {host}  (1000 candidates)")
             for rank, item in enumerate(answer["predictions"][0]["items"], start=1):
                 print(f"  {rank}. {item['id']:<14} score {item['score']:.4f}")
             print(
                 f"  latency over 20 requests: p50 {latencies[10]:.1f} ms, p95 {latencies[18]:.1f} ms (client side, through the ingress)"
             )
+            answered = {
+                f"{p['metadata']['name']} ({p['status']['podIP']})": int(
+                    scraped(pod_url(p), "recmodel_requests_total", code="200") - before[p["metadata"]["name"]]
+                )
+                for p in pods
+            }
+            print(f"  answered by (each pod's own /metrics): {answered}")
 
-        step(8, "Autoscaling on p95 latency: Prometheus scrapes the server, KEDA reads Prometheus, the HPA scales")
+        step(
+            8,
+            "Autoscaling on p95 latency: Prometheus scrapes the pods, KEDA reads Prometheus, the HPA scales, new pods take traffic",
+        )
         autoscaled_ranker = autoscaled("autoscaled-ranker", "latency", scale_down_window_s=15)
         print("spec.autoscaling: " + json.dumps(autoscaled_ranker["spec"]["autoscaling"]))
-        predict_url = stack.enter_context(scaled_model(tools, NAMESPACE, autoscaled_ranker, model_dir, work))
+        endpoint = scaled_model(tools, NAMESPACE, autoscaled_ranker, model_dir)
         kubectl(tools, "get", "scaledobject,hpa", "-n", NAMESPACE)
         body = work / "autoscaling-request.json"
         body.write_text(json.dumps({"instances": [make_request(1000)]}))
@@ -190,7 +227,7 @@ def run(keep: bool, plot: Path | None) -> None:
             Prometheus(info.prometheus_url),
             NAMESPACE,
             autoscaled_ranker,
-            lambda: load_for("latency", predict_url, body, work),
+            lambda: load_for("latency", endpoint, body, work),
         )
         plot.parent.mkdir(parents=True, exist_ok=True)
         timeline.plot(plot, UNITS["latency"])

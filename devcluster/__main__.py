@@ -19,11 +19,15 @@ def main() -> None:
         print(f"export KUBECONFIG={found.kubeconfig}")
         if found.prometheus_url:
             print(f"# Prometheus (scrapes what is registered in {found.prometheus_targets}): {found.prometheus_url}")
+        if found.ingress_url:
+            print(f"# Ingress controller (nginx; send requests with the Ingress's Host): {found.ingress_url}")
+            print(f"# Object store of the process nodes (s3://bucket/key is {found.storage}/bucket/key)")
     elif args.command == "down":
         cluster.down()
     else:
         running = cluster.is_running()
-        print(f"running at {cluster.info().server}" if running else "not running")
+        found = cluster.info()
+        print(f"running at {found.server}; ingress {found.ingress_url}" if running else "not running")
         raise SystemExit(0 if running else 1)
 
 

@@ -13,7 +13,6 @@ their readiness probes), and how many pods answered requests lately (their own m
 
 from __future__ import annotations
 
-import copy
 import math
 import subprocess
 import time
@@ -26,10 +25,9 @@ from typing import Any
 import httpx
 
 from devcluster.fixtures import Tools
-from devcluster.nodes import PROCESS_PLACEMENT
 from devcluster.prometheus import Prometheus
 from devcluster.servers import stop_process
-from devcluster.testing import apply, condition, get_json, publish_model, small_standalone, wait_for
+from devcluster.testing import apply, condition, get_json, on_process_nodes, publish_model, small_standalone, wait_for
 from devcluster.versions import VEGETA_VERSION, bin_dir
 from recmodel_handlers.samples import make_request
 
@@ -222,11 +220,8 @@ def scaled_model(tools: Tools, namespace: str, obj: dict[str, Any], model_dir: P
     if tools.ingress_url is None:
         raise RuntimeError("the cluster runs without its add-ons (no process nodes, ingress or Prometheus)")
     host = f"{name}.{namespace}.shop.example"
-    placed = copy.deepcopy(obj)
-    placed["spec"]["model"] = {"storageUri": publish_model(tools, f"s3://models/{namespace}/{name}/v1", model_dir)}
-    placed["spec"]["placement"] = PROCESS_PLACEMENT
-    placed["spec"]["ingress"] = {"enabled": True, "host": host}
-    apply(tools, namespace, placed)
+    uri = publish_model(tools, f"s3://models/{namespace}/{name}/v1", model_dir)
+    apply(tools, namespace, on_process_nodes(obj, uri, host))
     deployment = f"{name}-predictor"
     scaled = wait_for(
         lambda: (

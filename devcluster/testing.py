@@ -4,6 +4,7 @@ the API server's own count of that identity's requests."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -21,6 +22,8 @@ from typing import Any
 import yaml
 
 from devcluster.fixtures import Tools
+from devcluster.nodes import PROCESS_PLACEMENT
+from devcluster.podnet import loopback_twin
 from devcluster.ports import free_ports
 from devcluster.prometheus import Target, register_targets
 from devcluster.versions import KUBERNETES_VERSION, REPO_ROOT
@@ -137,6 +140,31 @@ def publish_model(tools: Tools, uri: str, model_dir: Path) -> str:
     target.unlink(missing_ok=True)
     target.symlink_to(model_dir.resolve(), target_is_directory=True)
     return uri
+
+
+def on_process_nodes(obj: dict[str, Any], storage_uri: str, host: str) -> dict[str, Any]:
+    """A copy of the RecModel `obj` whose pods run as processes on the process nodes (its
+    placement), serving `storage_uri` (see `publish_model`) behind an Ingress for `host`."""
+    placed = copy.deepcopy(obj)
+    placed["spec"]["model"] = {**placed["spec"].get("model", {}), "storageUri": storage_uri}
+    placed["spec"]["placement"] = PROCESS_PLACEMENT
+    placed["spec"]["ingress"] = {"enabled": True, "host": host}
+    return placed
+
+
+def ready_pods(tools: Tools, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """Pods matching `selector` that are Ready and not being deleted."""
+    pods = get_json(tools, "pods", "-n", namespace, "-l", selector)["items"]
+    return [
+        p
+        for p in pods
+        if not p["metadata"].get("deletionTimestamp") and (condition(p, "Ready") or {}).get("status") == "True"
+    ]
+
+
+def pod_url(pod: dict[str, Any], port: int = 8080) -> str:
+    """Where a process node's pod listens (the loopback twin of its pod IP)."""
+    return f"http://{loopback_twin(pod['status']['podIP'])}:{port}"
 
 
 def apply(tools: Tools, namespace: str, obj: dict[str, Any], check: bool = True) -> Any:

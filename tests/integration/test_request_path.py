@@ -17,42 +17,30 @@ import httpx
 import orjson
 
 from devcluster.fixtures import Tools
-from devcluster.nodes import PROCESS_PLACEMENT
-from devcluster.podnet import loopback_twin
 from devcluster.servers import scraped
-from devcluster.testing import OperatorProcess, apply, get_json, publish_model, small_standalone, wait_for, wait_phase
+from devcluster.testing import (
+    OperatorProcess,
+    apply,
+    get_json,
+    on_process_nodes,
+    pod_url,
+    publish_model,
+    ready_pods,
+    small_standalone,
+    wait_for,
+    wait_phase,
+)
 from recmodel_handlers.samples import make_request
 
 BODY = orjson.dumps({"instances": [make_request(1000)]})
 
 
-def on_process_nodes(name: str, uri: str, *, replicas: int = 2, **spec: Any) -> dict[str, Any]:
-    obj = small_standalone(name)
-    obj["spec"].update(
-        {
-            "model": {"storageUri": uri},
-            "placement": PROCESS_PLACEMENT,
-            "resources": {"cpu": "500m", "memory": "1Gi"},
-            "autoscaling": {"minReplicas": replicas, "maxReplicas": replicas, "metric": "cpu", "target": 70},
-            "ingress": {"enabled": True, "host": f"{name}.shop.example"},
-            **spec,
-        }
-    )
-    return obj
-
-
-def ready_pods(tools: Tools, namespace: str, selector: str) -> list[dict[str, Any]]:
-    pods = get_json(tools, "pods", "-n", namespace, "-l", selector)["items"]
-    return [
-        p
-        for p in pods
-        if not p["metadata"].get("deletionTimestamp")
-        and any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
-    ]
-
-
-def pod_url(pod: dict[str, Any]) -> str:
-    return f"http://{loopback_twin(pod['status']['podIP'])}:8080"
+def ranker(uri: str, *, replicas: int = 2) -> dict[str, Any]:
+    """Two replicas (fixed) of a standalone ranker on the process nodes, at ranker.shop.example."""
+    obj = small_standalone("ranker")
+    obj["spec"]["resources"] = {"cpu": "500m", "memory": "1Gi"}
+    obj["spec"]["autoscaling"] = {"minReplicas": replicas, "maxReplicas": replicas, "metric": "cpu", "target": 70}
+    return on_process_nodes(obj, uri, "ranker.shop.example")
 
 
 def rank_through_ingress(
@@ -72,7 +60,7 @@ def test_ingress_spreads_requests_over_both_replicas(
 ) -> None:
     tools = operator.tools
     uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
-    apply(tools, namespace, on_process_nodes("ranker", uri))
+    apply(tools, namespace, ranker(uri))
     selector = "app.kubernetes.io/instance=ranker"
     pods = wait_for(
         lambda: len(ready := ready_pods(tools, namespace, selector)) == 2 and ready,
@@ -142,7 +130,7 @@ def test_rolling_update_through_the_ingress_loses_nothing(
     tools = operator.tools
     v1 = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
     v2 = publish_model(tools, f"s3://models/{namespace}/ranker/v2", trained_model)
-    apply(tools, namespace, on_process_nodes("ranker", v1))
+    apply(tools, namespace, ranker(v1))
     selector = "app.kubernetes.io/instance=ranker"
     first = wait_for(
         lambda: len(ready := ready_pods(tools, namespace, selector)) == 2 and ready, timeout=120, what="2 pods Ready"
@@ -153,7 +141,7 @@ def test_rolling_update_through_the_ingress_loses_nothing(
     with SteadyLoad(tools, host).running() as load:
         time.sleep(3)
         before = sum(load.codes.values())
-        apply(tools, namespace, on_process_nodes("ranker", v2))
+        apply(tools, namespace, ranker(v2))
 
         def rolled() -> list[dict[str, Any]] | None:
             pods = get_json(tools, "pods", "-n", namespace, "-l", selector)["items"]
@@ -181,7 +169,7 @@ def test_kserve_route_reaches_the_predictor_pods(
     storage initializer) and, once the predictor is ready, an Ingress of the cluster's class."""
     tools = operator.tools
     uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
-    obj = on_process_nodes("ranker", uri, replicas=1)
+    obj = ranker(uri, replicas=1)
     obj["spec"]["backend"] = "kserve"
     obj["spec"].pop("ingress")
     apply(tools, namespace, obj)
@@ -214,7 +202,7 @@ def test_gpu_model_lands_on_the_gpu_process_node(
     on this machine's CPU: there is no GPU here)."""
     tools = operator.tools
     uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
-    obj = on_process_nodes("ranker", uri, replicas=1)
+    obj = ranker(uri, replicas=1)
     obj["spec"]["resources"]["gpu"] = {"count": 1, "product": "NVIDIA-L4"}
     apply(tools, namespace, obj)
     (pod,) = wait_for(

@@ -1,16 +1,14 @@
 """A replica under load, as real processes: open-loop overload from vegeta (Go, so the load
-generator is not the bottleneck), a rolling restart behind the demo's ingress, and a stream
-of fresh ids. Numbers are printed (`pytest -s`); the assertions are the behaviour."""
+generator is not the bottleneck) and a stream of fresh ids. (A rolling update under load, through
+the ingress controller to the process nodes' pods: tests/integration/test_request_path.py.)
+Numbers are printed (`pytest -s`); the assertions are the behaviour."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from demo.ingress import running_ingress
-from devcluster.ports import free_ports
-from devcluster.servers import kserve_server, scraped, wait_http
+from devcluster.servers import kserve_server
 from devcluster.versions import VEGETA_VERSION, bin_dir
 from recmodel_handlers.samples import make_request
 
@@ -29,9 +25,9 @@ VEGETA = bin_dir() / f"vegeta-{VEGETA_VERSION}"
 PREDICT = "/v1/models/ranker:predict"
 
 
-def vegeta(url: str, body: Path, *, rate: str, seconds: float, host: str | None = None) -> dict[int, np.ndarray]:
+def vegeta(url: str, body: Path, *, rate: str, seconds: float) -> dict[int, np.ndarray]:
     """Latencies (ms) by HTTP status (0: no answer). rate "0" with workers is closed-loop."""
-    target = f"POST {url}\nContent-Type: application/json\n" + (f"Host: {host}\n" if host else "") + f"@{body}\n"
+    target = f"POST {url}\nContent-Type: application/json\n@{body}\n"
     attack = [str(VEGETA), "attack", f"-rate={rate}", f"-duration={seconds}s", "-timeout=30s"]
     if rate == "0":  # closed loop: two clients keep the replica busy without queueing
         attack += ["-max-workers=2", "-workers=2"]
@@ -125,57 +121,6 @@ def test_busy_answers_carry_retry_after(served: str, body: Path) -> None:
     assert busy, "40 clients against a queue of 8: some are refused"
     assert all(r.headers["retry-after"].isdigit() and "busy" in r.json()["error"] for r in busy)
     assert {r.status_code for r in statuses} <= {200, 503}
-
-
-def _start(model_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    command = [str(BIN / "recmodel"), "serve", f"--model-dir={model_dir}", "--name=ranker", "--host=127.0.0.1"]
-    with log.open("ab") as handle:
-        process = subprocess.Popen(
-            # A queue budget of 50 ms, not 5: the new process's startup takes a core of the two this
-            # machine has, and a request shed meanwhile (test_overload's subject) is no restart loss.
-            [*command, f"--http-port={port}", "--drain-seconds=2", "--max-queue-ms=50"],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    wait_http(f"http://127.0.0.1:{port}/v2/health/ready", process=process, log=log)
-    return process
-
-
-def test_rolling_restart_behind_the_ingress_loses_nothing(trained_model: Path, body: Path, tmp_path: Path) -> None:
-    """As a Deployment's rolling update with maxSurge 1, maxUnavailable 0: each new replica is
-    ready and in the endpoints before the old one gets SIGTERM; the old one drains."""
-    processes = {port: _start(trained_model, port, tmp_path / f"{port}.log") for port in free_ports(2)}
-    endpoints = [f"http://127.0.0.1:{p}" for p in processes]  # live, as a Service's EndpointSlices are
-    served_before_restart: dict[int, float] = {}
-    try:
-        with running_ingress({"ranker.shop.example.com": endpoints}) as gateway:
-            results: dict[int, np.ndarray] = {}
-            load = threading.Thread(
-                target=lambda: results.update(
-                    vegeta(gateway + PREDICT, body, rate="40/s", seconds=30, host="ranker.shop.example.com")
-                )
-            )
-            load.start()
-            for old in list(processes):
-                time.sleep(4)
-                served_before_restart[old] = scraped(f"http://127.0.0.1:{old}", "recmodel_requests_total")
-                (new,) = free_ports(1)
-                processes[new] = _start(trained_model, new, tmp_path / f"{new}.log")
-                endpoints.append(f"http://127.0.0.1:{new}")
-                processes[old].send_signal(signal.SIGTERM)
-                assert processes[old].wait(timeout=60) == 0
-                endpoints.remove(f"http://127.0.0.1:{old}")
-                del processes[old]
-            load.join()
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-    print(f"\nrolling restart under 40 req/s: { ({c: len(v) for c, v in results.items()}) }; {served_before_restart}")
-    assert set(results) == {200}, {c: len(v) for c, v in results.items()}
-    assert len(results[200]) == 40 * 30
-    assert all(count > 0 for count in served_before_restart.values()), "both old replicas took traffic"
 
 
 def test_memory_stays_flat_under_fresh_ids(served: str) -> None:
