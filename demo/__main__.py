@@ -201,7 +201,7 @@ def run(keep: bool, plot: Path | None) -> None:
                 f"  latency over 20 requests: p50 {latencies[10]:.1f} ms, p95 {latencies[18]:.1f} ms (client side, through the ingress)"
             )
             answered = {
-                f"{p['metadata']['name']} ({p['status']['podIP']})": int(
+                f"{p['metadata']['name']} ({p['status']['podIP']} -> {pod_url(p).removeprefix('http://')})": int(
                     scraped(pod_url(p), "recmodel_requests_total", code="200") - before[p["metadata"]["name"]]
                 )
                 for p in pods

@@ -6,6 +6,11 @@ on that address's *loopback twin*: the same last three bytes under 127.0.0.0/8
 (10.245.1.7 -> 127.245.1.7). Linux answers every 127.x.y.z on `lo`, so each pod has an address
 of its own and its container ports unchanged, and nothing listens beyond loopback. Whoever
 routes to a pod (the ingress controller) dials the twin of the address the API shows.
+
+Services work the same way, standing in for kube-proxy and cluster DNS: the ingress controller's
+nginx listens on the twin of each Service's ClusterIP (10.96.3.4 -> 127.96.3.4) and proxies to
+its ready pods, and the node agent resolves `<service>.<namespace>.svc[.cluster.local]` in a
+container's args and environment to that twin.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import ipaddress
 import threading
 
 POD_NETWORK = ipaddress.IPv4Network("10.245.0.0/16")
+SERVICE_NETWORK = ipaddress.IPv4Network("10.96.0.0/16")  # kube-apiserver's --service-cluster-ip-range
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
@@ -24,14 +30,14 @@ def node_cidr(index: int) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"10.245.{index}.0/24")
 
 
-def loopback_twin(pod_ip: str) -> str | None:
-    """Where a pod IP of a process node listens; None for addresses of other nodes (KWOK's pods
-    are not processes: there is nothing to dial)."""
+def loopback_twin(ip: str) -> str | None:
+    """Where a pod IP of a process node (or a Service's ClusterIP) listens; None for addresses
+    of other nodes (KWOK's pods are not processes: there is nothing to dial)."""
     try:
-        address = ipaddress.IPv4Address(pod_ip)
+        address = ipaddress.IPv4Address(ip)
     except ValueError:
         return None
-    if address not in POD_NETWORK:
+    if address not in POD_NETWORK and address not in SERVICE_NETWORK:
         return None
     return str(ipaddress.IPv4Address(int(LOOPBACK.network_address) | (int(address) & 0x00FFFFFF)))
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devcluster.pki import FRONT_PROXY_CLIENT, Pki
+from devcluster.podnet import SERVICE_NETWORK
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def kube_apiserver(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",
         "--service-account-issuer=https://kubernetes.default.svc",
-        "--service-cluster-ip-range=10.96.0.0/16",
+        f"--service-cluster-ip-range={SERVICE_NETWORK}",
         "--authorization-mode=RBAC",
         # The aggregation layer (KEDA's external.metrics.k8s.io): who the API server is when it
         # proxies, and the headers that carry the user to the extension API server.

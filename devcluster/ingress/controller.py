@@ -1,4 +1,5 @@
-"""The controller loop: informers wake it, it renders nginx.conf, and when the routes changed it
+"""The controller loop: informers wake it, it renders nginx.conf (the Ingresses' routes, and the
+process nodes' Services at their ClusterIPs' twins, as kube-proxy would), and when that changed it
 checks the file with `nginx -t` and reloads nginx (SIGHUP: old workers finish their requests).
 It also writes the Ingresses' status (their address), as every ingress controller does."""
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from kubernetes import client
 
 from devcluster.informer import Informer, request
-from devcluster.ingress.routes import is_ours, nginx_conf, routes
+from devcluster.ingress.routes import is_ours, nginx_conf, routes, service_ports
 
 log = logging.getLogger("devcluster.ingress")
 
@@ -41,9 +42,14 @@ class IngressController:
     def _render(self) -> str:
         ingresses, services, slices = (i.snapshot() for i in self.informers)
         found = routes(ingresses, services, slices)
+        proxied = service_ports(services, slices)
         summary = ", ".join(f"{r.host or '*'}{r.path} -> {len(r.upstreams)}" for r in found) or "none"
-        log.info("routes: %s", summary)
-        return nginx_conf(found, f"{self.host}:{self.port}", self.run_dir)
+        log.info(
+            "routes: %s; services: %s",
+            summary,
+            ", ".join(f"{p.service} {p.listen} -> {len(p.upstreams)}" for p in proxied) or "none",
+        )
+        return nginx_conf(found, f"{self.host}:{self.port}", self.run_dir, services=proxied)
 
     def _nginx(self, *args: str) -> list[str]:
         return [str(self.nginx), "-p", str(self.run_dir), "-c", str(self.conf), *args]

@@ -71,6 +71,11 @@ def ready_upstreams(service_port: Obj, slices: list[Obj]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def _age(ingress: Obj) -> tuple[str, str, str]:
+    meta = ingress["metadata"]
+    return str(meta.get("creationTimestamp", "")), meta.get("namespace", ""), meta["name"]
+
+
 def routes(ingresses: list[Obj], services: list[Obj], slices: list[Obj]) -> list[Route]:
     by_service = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in services}
     slices_of: dict[tuple[str, str], list[Obj]] = {}
@@ -80,7 +85,9 @@ def routes(ingresses: list[Obj], services: list[Obj], slices: list[Obj]) -> list
         if owner:
             slices_of.setdefault((meta["namespace"], owner), []).append(endpoint_slice)
     out = []
-    for ingress in ingresses:
+    taken: set[tuple[str, str, bool]] = set()
+    # The same host and path in two Ingresses: the oldest one keeps it (as ingress-nginx does).
+    for ingress in sorted(ingresses, key=_age):
         if not is_ours(ingress):
             continue
         namespace = ingress["metadata"]["namespace"]
@@ -92,6 +99,10 @@ def routes(ingresses: list[Obj], services: list[Obj], slices: list[Obj]) -> list
                 wanted = backend.get("port", {})
                 port = _service_port(by_service.get((namespace, backend["name"])), wanted)
                 upstreams = ready_upstreams(port, slices_of.get((namespace, backend["name"]), [])) if port else ()
+                claim = (rule.get("host", ""), path.get("path", "/") or "/", path.get("pathType") == "Exact")
+                if claim in taken:
+                    continue
+                taken.add(claim)
                 out.append(
                     Route(
                         host=rule.get("host", ""),
@@ -104,6 +115,58 @@ def routes(ingresses: list[Obj], services: list[Obj], slices: list[Obj]) -> list
                     )
                 )
     return out
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """A Service port as kube-proxy would serve it: at the twin of its ClusterIP."""
+
+    namespace: str
+    service: str
+    listen: str  # "address:port"
+    upstreams: tuple[str, ...]
+
+    @property
+    def upstream_name(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_]", "_", f"svc__{self.namespace}__{self.service}__{self.listen}")
+
+
+def service_ports(services: list[Obj], slices: list[Obj]) -> list[ServicePort]:
+    """Every port of the Services that select pods on the process nodes (ready or not), so that
+    those pods can reach each other by Service; Services of KWOK's pods are left out."""
+    slices_of: dict[tuple[str, str], list[Obj]] = {}
+    for endpoint_slice in slices:
+        meta = endpoint_slice["metadata"]
+        owner = meta.get("labels", {}).get(SERVICE_NAME_LABEL)
+        if owner:
+            slices_of.setdefault((meta["namespace"], owner), []).append(endpoint_slice)
+    out = []
+    for service in services:
+        meta, spec = service["metadata"], service.get("spec", {})
+        listen_ip = loopback_twin(str(spec.get("clusterIP", "")))
+        own = slices_of.get((meta["namespace"], meta["name"]), [])
+        on_process_nodes = any(
+            loopback_twin(a) for s in own for e in s.get("endpoints") or [] for a in e.get("addresses", [])
+        )
+        if listen_ip is None or not on_process_nodes:
+            continue
+        for port in spec.get("ports", []):
+            if port.get("protocol", "TCP") != "TCP":
+                continue
+            out.append(
+                ServicePort(meta["namespace"], meta["name"], f"{listen_ip}:{port['port']}", ready_upstreams(port, own))
+            )
+    return out
+
+
+def _service_server(port: ServicePort) -> str:
+    if port.upstreams:
+        action = f"proxy_pass http://{port.upstream_name}; proxy_set_header Host $http_host;"
+    else:
+        action = (
+            f'default_type text/plain; return 503 "no ready endpoint for service {port.namespace}/{port.service}\\n";'
+        )
+    return f"    server {{\n        listen {port.listen};\n        location / {{ {action} }}\n    }}\n"
 
 
 def _location(route: Route) -> str:
@@ -121,11 +184,15 @@ def _location(route: Route) -> str:
     return f"        location {match} {{\n            {action}\n        }}\n"
 
 
-def nginx_conf(all_routes: list[Route], listen: str, run_dir: Path, workers: int = 2) -> str:
-    """Connections to the pods are not kept alive: a replica that drains after SIGTERM closes
-    them, and a request on a closing keep-alive connection could be lost; a refused connection
-    (a replica gone) is retried on the next endpoint, which is safe even for POST."""
+def nginx_conf(
+    all_routes: list[Route], listen: str, run_dir: Path, workers: int = 2, services: list[ServicePort] | None = None
+) -> str:
+    """The Ingress routes on `listen`, and each of `services` on its own address. Connections to
+    the pods are not kept alive: a replica that drains after SIGTERM closes them, and a request
+    on a closing keep-alive connection could be lost; a refused connection (a replica gone) is
+    retried on the next endpoint, which is safe even for POST."""
     upstreams = {r.upstream_name: r.upstreams for r in all_routes if r.upstreams}
+    upstreams.update({p.upstream_name: p.upstreams for p in services or [] if p.upstreams})
     hosts: dict[str, list[Route]] = {}
     for route in all_routes:
         hosts.setdefault(route.host, []).append(route)
@@ -140,6 +207,7 @@ def nginx_conf(all_routes: list[Route], listen: str, run_dir: Path, workers: int
         blocks.append(
             f"    server {{\n        listen {listen}{listen_flags};\n        server_name {names};\n{locations}    }}\n"
         )
+    blocks.extend(_service_server(p) for p in sorted(services or [], key=lambda p: p.listen))
     default = (
         ""
         if "" in hosts

@@ -4,6 +4,8 @@ container's mount namespace, network namespace and object store."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,19 +50,31 @@ def _repository(image: str) -> str:
     return name.rsplit(":", 1)[0] if ":" in last else name
 
 
+SERVICE_NAME = re.compile(
+    r"\b([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc(?:\.cluster\.local)?\b"
+)
+
+Resolver = Callable[[str, str], "str | None"]  # (service, namespace) -> where it listens
+
+
 class Rewriter:
     """Container paths to the pod's folders, the wildcard address to the pod's loopback address,
-    object-store URIs to the node's store; in a bare value or a `--flag=value` argument."""
+    object-store URIs to the node's store, `<service>.<namespace>.svc` names to where the Service
+    listens (cluster DNS's job); in a bare value or a `--flag=value` argument."""
 
-    def __init__(self, mounts: dict[str, Path], address: str, storage_root: Path) -> None:
+    def __init__(self, mounts: dict[str, Path], address: str, storage_root: Path, resolve: Resolver) -> None:
         self.mounts = sorted(mounts.items(), key=lambda m: -len(m[0]))
         self.address = address
         self.storage_root = storage_root
+        self.resolve = resolve
+
+    def _service(self, match: re.Match[str]) -> str:
+        return self.resolve(match.group(1), match.group(2)) or match.group(0)
 
     def value(self, text: str) -> str:
         if text == WILDCARD:
             return self.address
-        text = local_uri(text, self.storage_root)
+        text = SERVICE_NAME.sub(self._service, local_uri(text, self.storage_root))
         for mount_path, local in self.mounts:
             if text == mount_path or text.startswith(mount_path.rstrip("/") + "/"):
                 return str(local) + text[len(mount_path.rstrip("/")) :]
@@ -96,9 +110,11 @@ def launch(
     address: str,
     fields: dict[str, str],
     base_env: dict[str, str],
+    resolve: Resolver = lambda _service, _namespace: None,
 ) -> Launch:
     """The process for one container. `volumes`: the pod's volume name -> its folder;
-    `address`: where the pod listens; `fields`: what fieldRefs may read."""
+    `address`: where the pod listens; `fields`: what fieldRefs may read; `resolve`: Services'
+    addresses by name."""
     mounts: dict[str, Path] = {}
     for mount in container.get("volumeMounts", []):
         if mount["name"] not in volumes:
@@ -106,7 +122,7 @@ def launch(
                 f"volume {mount['name']}: only emptyDir, configMap, secret and projected volumes are supported here"
             )
         mounts[mount["mountPath"]] = volumes[mount["name"]] / mount.get("subPath", "")
-    rewrite = Rewriter(mounts, address, node.storage_root)
+    rewrite = Rewriter(mounts, address, node.storage_root, resolve)
     env = _env(container, fields, rewrite, base_env)
     if "/tmp" in mounts:
         env["TMPDIR"] = str(mounts["/tmp"])

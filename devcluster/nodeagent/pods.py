@@ -178,12 +178,22 @@ class PodRunner:
         return launch(
             container.spec,
             self.node,
+            resolve=self._service_address,
             pod_dir=self.dir,
             volumes=volumes,
             address=self.address,
             fields=fields,
             base_env=base,
         )
+
+    def _service_address(self, service: str, namespace: str) -> str | None:
+        """Where a Service listens for this node's pods: its ClusterIP's loopback twin, served by
+        the ingress controller's nginx (the devcluster's kube-proxy); None if it does not exist."""
+        try:
+            found = request(self.api, "GET", f"/api/v1/namespaces/{namespace}/services/{service}")
+        except client.ApiException:
+            return None
+        return loopback_twin(str(found.get("spec", {}).get("clusterIP", "")))
 
     def _spawn(self, container: Container, volumes: dict[str, Path]) -> None:
         try:

@@ -1,17 +1,15 @@
-"""Progressive delivery with real parts: the operator steps a canary's traffic up, reading the
-canary's latency, errors and ranking agreement from the cluster's Prometheus, which scrapes two
-real model-server processes started with the commands the operator rendered (the stable one
-mirroring requests to the canary, as rendered). The operator promotes a good canary by itself,
-and rolls back a slow one and one whose rankings disagree, with the reason in status and an
-Event.
-
-The traffic split is played by the test's client, from the weight the operator publishes in
-status: KWOK's pods are not processes, so no Service or ingress carries these requests yet."""
+"""Progressive delivery on the real request path: the stable and canary Deployments run on the
+process nodes (the node agent runs their pods as model-server processes), the ingress
+controller splits live traffic over the Service's endpoints (a weight is canary replicas), the
+stable pods mirror copies to the canary's Service (reached at its ClusterIP's twin, as
+kube-proxy would), and the cluster's Prometheus discovers and scrapes every pod. The operator
+promotes a good canary by itself, and rolls back a slow one and one whose rankings disagree,
+with the reason in status and an Event. Nothing here starts a server or picks where a request
+goes: the test applies RecModels and sends requests to the ingress."""
 
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections import Counter
@@ -20,19 +18,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
+
 from devcluster.fixtures import Tools
-from devcluster.prometheus import Target, registered_targets
-from devcluster.servers import kserve_server, local_command
+from devcluster.servers import scraped
 from devcluster.testing import (
     OperatorProcess,
     apply,
     get_json,
+    on_process_nodes,
+    pod_url,
+    publish_model,
+    ready_pods,
     recmodel,
-    rendered_container,
     small_standalone,
     wait_for,
 )
-from recmodel_handlers.client import predict
 from recmodel_handlers.samples import make_request
 
 ANALYSIS = {
@@ -45,56 +47,36 @@ ANALYSIS = {
 }
 
 
-def _with_canary(name: str) -> dict[str, Any]:
-    obj = small_standalone(name)
-    obj["spec"]["canary"] = {"storageUri": f"s3://models/{name}/v8", "mirrorPercent": 50, "analysis": ANALYSIS}
-    # Both replicas queue rather than shed: these tests judge models, not load shedding.
+def host(namespace: str) -> str:
+    return f"ranker.{namespace}.shop.example"
+
+
+def _with_canary(tools: Tools, namespace: str, stable_dir: Path, canary_dir: Path, **canary: Any) -> dict[str, Any]:
+    """One stable replica of `stable_dir`'s model on the process nodes with `canary_dir`'s model
+    as its canary, both published to the cluster's object store."""
+    stable_uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", stable_dir)
+    canary_uri = publish_model(tools, f"s3://models/{namespace}/ranker/v8", canary_dir)
+    obj = on_process_nodes(small_standalone("ranker"), stable_uri, host(namespace))
+    obj["spec"]["resources"] = {"cpu": "500m", "memory": "1Gi"}
+    # The replicas queue rather than shed: these tests judge models, not load shedding.
     obj["spec"]["server"] = {"maxQueue": 64, "maxQueueMs": 200}
+    obj["spec"]["canary"] = {"storageUri": canary_uri, "mirrorPercent": 50, "analysis": ANALYSIS, **canary}
     return obj
 
 
-@contextmanager
-def canary_pair(
-    tools: Tools, namespace: str, name: str, stable_dir: Path, canary_dir: Path, work: Path
-) -> Iterator[tuple[str, str]]:
-    """The stable and canary servers as the operator rendered them (the stable one mirroring to
-    the canary), scraped by the cluster's Prometheus under their pods' labels."""
-    wait_for(
-        lambda: any(
-            a.startswith("--shadow-url=")
-            for a in rendered_container(tools, namespace, f"{name}-predictor").get("args", [])
-        ),
-        timeout=60,
-        what="the stable Deployment rendered mirroring to the canary",
-    )
-    canary_argv = local_command(rendered_container(tools, namespace, f"{name}-predictor-canary"), canary_dir)
-    with kserve_server(canary_dir, name, work / "canary.log", argv=canary_argv) as canary:
-        stable_container = rendered_container(tools, namespace, f"{name}-predictor")
-        stable_argv = local_command(stable_container, stable_dir, {"--shadow-url": canary})
-        with kserve_server(stable_dir, name, work / "stable.log", argv=stable_argv) as stable:
-            assert tools.prometheus_targets is not None
-            targets = [
-                Target(stable.removeprefix("http://"), {"namespace": namespace, "pod": f"{name}-predictor-0"}),
-                Target(canary.removeprefix("http://"), {"namespace": namespace, "pod": f"{name}-predictor-canary-0"}),
-            ]
-            with registered_targets(tools.prometheus_targets, f"{namespace}-{name}", targets):
-                yield stable, canary
+class IngressLoad:
+    """Ranking requests at about `rate`/s through the ingress controller; each answer is
+    counted by outcome and by the model version that answered (which track, when they differ)."""
 
-
-class SplitLoad:
-    """Ranking requests at about `rate`/s, each to the canary with the probability the
-    operator's published weight gives, else to the stable server."""
-
-    def __init__(self, tools: Tools, namespace: str, name: str, stable: str, canary: str, rate: float = 10) -> None:
+    def __init__(self, tools: Tools, namespace: str, name: str, rate: float = 10) -> None:
+        assert tools.ingress_url is not None
         self.tools, self.namespace, self.name = tools, namespace, name
-        self.urls = {"stable": stable, "canary": canary}
+        self.url = f"{tools.ingress_url}/v1/models/{name}:predict"
         self.interval = 1 / rate
-        self.weight = 0
         self.weights_seen: list[int] = []
-        self.answers: Counter[tuple[str, str]] = Counter()  # (track, outcome)
+        self.answers: Counter[str] = Counter()  # "ok <version>" or the failure
         self.stop = threading.Event()
-        self.request = make_request(1000)
-        self.rng = random.Random(0)
+        self.body = orjson.dumps({"instances": [make_request(1000)]})
 
     def _follow_weight(self) -> None:
         while not self.stop.wait(0.5):
@@ -102,21 +84,24 @@ class SplitLoad:
             weight = int((status.get("canary") or {}).get("weight") or 0)
             if not self.weights_seen or self.weights_seen[-1] != weight:
                 self.weights_seen.append(weight)
-            self.weight = weight
 
     def _send(self) -> None:
-        while not self.stop.is_set():
-            track = "canary" if self.rng.random() * 100 < self.weight else "stable"
-            try:
-                answer = predict(self.urls[track], self.name, self.request)
-                outcome = "ok" if answer["predictions"][0]["items"] else "empty"
-            except Exception as error:
-                outcome = type(error).__name__
-            self.answers[(track, outcome)] += 1
-            time.sleep(self.interval)
+        headers = {"host": host(self.namespace), "content-type": "application/json"}
+        with httpx.Client(timeout=30, headers=headers) as client:
+            while not self.stop.is_set():
+                try:
+                    response = client.post(self.url, content=self.body)
+                    if response.status_code == 200:
+                        outcome = f"ok {response.json()['predictions'][0]['version']}"
+                    else:
+                        outcome = f"HTTP {response.status_code}"
+                except httpx.HTTPError as error:
+                    outcome = type(error).__name__
+                self.answers[outcome] += 1
+                time.sleep(self.interval)
 
     @contextmanager
-    def running(self) -> Iterator[SplitLoad]:
+    def running(self) -> Iterator[IngressLoad]:
         threads = [threading.Thread(target=self._follow_weight), threading.Thread(target=self._send)]
         for thread in threads:
             thread.start()
@@ -127,8 +112,23 @@ class SplitLoad:
             for thread in threads:
                 thread.join()
 
-    def failures(self) -> dict[tuple[str, str], int]:
-        return {key: count for key, count in self.answers.items() if key[1] != "ok"}
+    def failures(self) -> dict[str, int]:
+        return {outcome: count for outcome, count in self.answers.items() if not outcome.startswith("ok ")}
+
+
+def _serving(tools: Tools, namespace: str) -> None:
+    """Both tracks Ready and the route answering."""
+    wait_for(
+        lambda: len(ready_pods(tools, namespace, "app.kubernetes.io/instance=ranker")) >= 2,
+        timeout=120,
+        what="the stable and canary pods Ready",
+    )
+    assert tools.ingress_url is not None
+    wait_for(
+        lambda: httpx.get(f"{tools.ingress_url}/v2/health/ready", headers={"host": host(namespace)}).status_code == 200,
+        timeout=30,
+        what="the route through the ingress",
+    )
 
 
 def _decided(tools: Tools, namespace: str, name: str, timeout: float) -> dict[str, Any]:
@@ -151,15 +151,15 @@ def _event_reasons(tools: Tools, namespace: str, name: str) -> list[str]:
 
 
 def _deliver(
-    operator: OperatorProcess, namespace: str, stable_dir: Path, canary_dir: Path, work: Path
-) -> tuple[dict[str, Any], SplitLoad]:
+    operator: OperatorProcess, namespace: str, stable_dir: Path, canary_dir: Path
+) -> tuple[dict[str, Any], IngressLoad]:
     tools = operator.tools
-    name = "ranker"
-    apply(tools, namespace, _with_canary(name))
-    with canary_pair(tools, namespace, name, stable_dir, canary_dir, work) as (stable, canary):
-        load = SplitLoad(tools, namespace, name, stable, canary)
-        with load.running():
-            final = _decided(tools, namespace, name, timeout=180)
+    apply(tools, namespace, _with_canary(tools, namespace, stable_dir, canary_dir))
+    _serving(tools, namespace)
+    load = IngressLoad(tools, namespace, "ranker")
+    with load.running():
+        final = _decided(tools, namespace, "ranker", timeout=180)
+        time.sleep(2)  # a promotion rolls the stable Deployment: keep sending through it
     print(json.dumps(final["status"]["canary"], indent=1), load.weights_seen, dict(load.answers))
     return final, load
 
@@ -167,14 +167,14 @@ def _deliver(
 def test_a_good_canary_is_promoted_through_every_step(
     operator: OperatorProcess, namespace: str, trained_model: Path, tmp_path: Path
 ) -> None:
-    final, load = _deliver(operator, namespace, trained_model, trained_model, tmp_path)
+    final, load = _deliver(operator, namespace, trained_model, trained_model)
     canary = final["status"]["canary"]
     assert canary["decision"] == "Promoted", canary
     assert [w for w in load.weights_seen if w] == [25, 50, 100], load.weights_seen
     # The promotion is the operator's own edit: the canary's model is now the model.
-    assert final["spec"]["model"]["storageUri"] == "s3://models/ranker/v8"
+    assert final["spec"]["model"]["storageUri"] == f"s3://models/{namespace}/ranker/v8"
     assert "canary" not in final["spec"]
-    assert load.failures() == {}
+    assert load.failures() == {}  # through every step and the promotion's rollout
     reasons = _event_reasons(operator.tools, namespace, "ranker")
     assert reasons.count("CanaryStep") == 2 and "CanaryPromoted" in reasons, reasons
     columns = operator.tools.kubectl_run("get", "recm", "ranker", "-n", namespace).stdout
@@ -185,7 +185,7 @@ def _assert_rolled_back(operator: OperatorProcess, namespace: str, final: dict[s
     canary = final["status"]["canary"]
     assert canary["decision"] == "RolledBack" and canary["weight"] == 0, canary
     assert failed in canary["message"], canary["message"]
-    assert final["spec"]["model"]["storageUri"] == "s3://models/ranker/v1"  # the stable model stays
+    assert final["spec"]["model"]["storageUri"] == f"s3://models/{namespace}/ranker/v1"  # the stable model stays
     wait_for(
         lambda: (
             get_json(operator.tools, "deployment", "ranker-predictor-canary", "-n", namespace)["spec"]["replicas"] == 0
@@ -200,35 +200,41 @@ def _assert_rolled_back(operator: OperatorProcess, namespace: str, final: dict[s
 def test_a_slow_canary_is_rolled_back_on_its_p95(
     operator: OperatorProcess, namespace: str, trained_model: Path, heavy_model: Path, tmp_path: Path
 ) -> None:
-    final, _ = _deliver(operator, namespace, trained_model, heavy_model, tmp_path)
+    final, _ = _deliver(operator, namespace, trained_model, heavy_model)
     _assert_rolled_back(operator, namespace, final, "p95Ms")
 
 
 def test_a_canary_whose_ranking_disagrees_is_rolled_back(
     operator: OperatorProcess, namespace: str, trained_model: Path, noise_model: Path, tmp_path: Path
 ) -> None:
-    final, _ = _deliver(operator, namespace, trained_model, noise_model, tmp_path)
+    final, load = _deliver(operator, namespace, trained_model, noise_model)
     _assert_rolled_back(operator, namespace, final, "agreement")
+    assert load.answers["ok v8-noise"] > 0, load.answers  # the ingress gave the canary live requests
 
 
 def test_a_shadow_canary_gets_copies_only_and_its_numbers_show_in_status(
-    operator: OperatorProcess, namespace: str, trained_model: Path, tmp_path: Path
+    operator: OperatorProcess, namespace: str, trained_model: Path, noise_model: Path
 ) -> None:
     tools = operator.tools
-    obj = _with_canary("ranker")
-    obj["spec"]["canary"] = {"storageUri": "s3://models/ranker/v8", "shadow": True, "mirrorPercent": 100}
+    obj = _with_canary(tools, namespace, trained_model, noise_model, shadow=True, mirrorPercent=100)
+    obj["spec"]["canary"].pop("analysis")
     apply(tools, namespace, obj)
-    with canary_pair(tools, namespace, "ranker", trained_model, trained_model, tmp_path) as (stable, canary):
-        load = SplitLoad(tools, namespace, "ranker", stable, canary)
-        with load.running():
+    _serving(tools, namespace)
+    load = IngressLoad(tools, namespace, "ranker")
+    with load.running():
 
-            def measured() -> dict[str, Any] | None:
-                status = ((recmodel(tools, namespace, "ranker") or {}).get("status") or {}).get("canary") or {}
-                values = {m["name"]: m.get("value") for m in status.get("metrics", [])}
-                return status if (values.get("agreement") or 0) > 0 and (values.get("requests") or 0) > 10 else None
+        def measured() -> dict[str, Any] | None:
+            status = ((recmodel(tools, namespace, "ranker") or {}).get("status") or {}).get("canary") or {}
+            values = {m["name"]: m.get("value") for m in status.get("metrics", [])}
+            return status if values.get("agreement") is not None and (values.get("requests") or 0) > 10 else None
 
-            status = wait_for(measured, timeout=90, interval=1, what="the shadow canary's numbers in status")
+        status = wait_for(measured, timeout=90, interval=1, what="the shadow canary's numbers in status")
+    print(json.dumps(status, indent=1), dict(load.answers))
     assert (status["decision"], status["weight"]) == ("Shadow", 0), status
     values = {m["name"]: m["value"] for m in status["metrics"]}
-    assert values["agreement"] == 1.0, values  # the same model: every mirrored ranking matches
-    assert load.answers[("canary", "ok")] == 0 and load.failures() == {}  # no live request went there
+    assert values["agreement"] < 0.5, values  # trained on shuffled labels: the copies' rankings disagree
+    # No live request reached the canary: every answer came from the stable model...
+    assert set(load.answers) == {"ok v7"}, load.answers
+    # ...while the stable pod mirrored copies to it through the canary's Service.
+    (stable,) = ready_pods(tools, namespace, "app.kubernetes.io/instance=ranker,recmodel.dev/track=stable")
+    assert scraped(pod_url(stable), "recmodel_shadow_requests_total") > 10

@@ -17,6 +17,7 @@ import httpx
 import orjson
 
 from devcluster.fixtures import Tools
+from devcluster.prometheus import Prometheus
 from devcluster.servers import scraped
 from devcluster.testing import (
     OperatorProcess,
@@ -35,12 +36,16 @@ from recmodel_handlers.samples import make_request
 BODY = orjson.dumps({"instances": [make_request(1000)]})
 
 
-def ranker(uri: str, *, replicas: int = 2) -> dict[str, Any]:
-    """Two replicas (fixed) of a standalone ranker on the process nodes, at ranker.shop.example."""
+def host(namespace: str) -> str:
+    return f"ranker.{namespace}.shop.example"
+
+
+def ranker(uri: str, namespace: str, *, replicas: int = 2) -> dict[str, Any]:
+    """Two replicas (fixed) of a standalone ranker on the process nodes, at host(namespace)."""
     obj = small_standalone("ranker")
     obj["spec"]["resources"] = {"cpu": "500m", "memory": "1Gi"}
     obj["spec"]["autoscaling"] = {"minReplicas": replicas, "maxReplicas": replicas, "metric": "cpu", "target": 70}
-    return on_process_nodes(obj, uri, "ranker.shop.example")
+    return on_process_nodes(obj, uri, host(namespace))
 
 
 def rank_through_ingress(
@@ -60,7 +65,7 @@ def test_ingress_spreads_requests_over_both_replicas(
 ) -> None:
     tools = operator.tools
     uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
-    apply(tools, namespace, ranker(uri))
+    apply(tools, namespace, ranker(uri, namespace))
     selector = "app.kubernetes.io/instance=ranker"
     pods = wait_for(
         lambda: len(ready := ready_pods(tools, namespace, selector)) == 2 and ready,
@@ -72,9 +77,8 @@ def test_ingress_spreads_requests_over_both_replicas(
         print(f"{pod['metadata']['name']} on {pod['spec']['nodeName']}: pod IP {pod['status']['podIP']}")
         assert pod["spec"]["nodeName"] == "process-node-1"
     before = {p["metadata"]["name"]: scraped(pod_url(p), "recmodel_requests_total", code="200") for p in pods}
-    host = "ranker.shop.example"
-    wait_for(lambda: rank_through_ingress(tools, host).status_code == 200, timeout=30, what="the route")
-    answers = [rank_through_ingress(tools, host) for _ in range(40)]
+    wait_for(lambda: rank_through_ingress(tools, host(namespace)).status_code == 200, timeout=30, what="the route")
+    answers = [rank_through_ingress(tools, host(namespace)) for _ in range(40)]
     assert [a.status_code for a in answers] == [200] * 40
     assert all(len(a.json()["predictions"][0]["items"]) > 0 for a in answers)
     served = {
@@ -85,6 +89,21 @@ def test_ingress_spreads_requests_over_both_replicas(
     print(f"requests served per pod (their own /metrics): {served}")
     assert sum(served.values()) >= 40
     assert all(count >= 10 for count in served.values()), served
+    # The cluster's Prometheus found the pods through the API server and scrapes them.
+    assert tools.prometheus_url is not None
+    wanted = {pod_url(p).removeprefix("http://") for p in pods}
+    wait_for(
+        lambda: (
+            wanted
+            <= {
+                t["labels"]["instance"]
+                for t in Prometheus(tools.prometheus_url).healthy_targets()
+                if t["labels"].get("job") == "process-node-pods" and t["labels"].get("namespace") == namespace
+            }
+        ),
+        timeout=30,
+        what="Prometheus scraping both pods",
+    )
 
 
 class SteadyLoad:
@@ -130,18 +149,17 @@ def test_rolling_update_through_the_ingress_loses_nothing(
     tools = operator.tools
     v1 = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
     v2 = publish_model(tools, f"s3://models/{namespace}/ranker/v2", trained_model)
-    apply(tools, namespace, ranker(v1))
+    apply(tools, namespace, ranker(v1, namespace))
     selector = "app.kubernetes.io/instance=ranker"
     first = wait_for(
         lambda: len(ready := ready_pods(tools, namespace, selector)) == 2 and ready, timeout=120, what="2 pods Ready"
     )
     old = {p["metadata"]["name"] for p in first}
-    host = "ranker.shop.example"
-    wait_for(lambda: rank_through_ingress(tools, host).status_code == 200, timeout=30, what="the route")
-    with SteadyLoad(tools, host).running() as load:
+    wait_for(lambda: rank_through_ingress(tools, host(namespace)).status_code == 200, timeout=30, what="the route")
+    with SteadyLoad(tools, host(namespace)).running() as load:
         time.sleep(3)
         before = sum(load.codes.values())
-        apply(tools, namespace, ranker(v2))
+        apply(tools, namespace, ranker(v2, namespace))
 
         def rolled() -> list[dict[str, Any]] | None:
             pods = get_json(tools, "pods", "-n", namespace, "-l", selector)["items"]
@@ -169,7 +187,7 @@ def test_kserve_route_reaches_the_predictor_pods(
     storage initializer) and, once the predictor is ready, an Ingress of the cluster's class."""
     tools = operator.tools
     uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
-    obj = ranker(uri, replicas=1)
+    obj = ranker(uri, namespace, replicas=1)
     obj["spec"]["backend"] = "kserve"
     obj["spec"].pop("ingress")
     apply(tools, namespace, obj)
@@ -178,17 +196,19 @@ def test_kserve_route_reaches_the_predictor_pods(
         timeout=180,
         what="KServe's Ingress (written once its predictor is ready)",
     )
-    host = ingress["spec"]["rules"][0]["host"]
+    route_host = ingress["spec"]["rules"][0]["host"]
     pods = ready_pods(tools, namespace, "serving.kserve.io/inferenceservice=ranker")
     print(
         f"\nKServe's Ingress {ingress['metadata']['name']} (class {ingress['spec'].get('ingressClassName')}): "
-        f"host {host}; predictor pods {[(p['metadata']['name'], p['status']['podIP']) for p in pods]}"
+        f"host {route_host}; predictor pods {[(p['metadata']['name'], p['status']['podIP']) for p in pods]}"
     )
     assert len(pods) == 1 and pods[0]["spec"]["nodeName"] == "process-node-1"
     init = [c["name"] for c in pods[0]["spec"].get("initContainers", [])]
     assert "storage-initializer" in init, init
-    wait_for(lambda: rank_through_ingress(tools, host, name="ranker").status_code == 200, timeout=30, what="the route")
-    answers = [rank_through_ingress(tools, host, name="ranker") for _ in range(10)]
+    wait_for(
+        lambda: rank_through_ingress(tools, route_host, name="ranker").status_code == 200, timeout=30, what="the route"
+    )
+    answers = [rank_through_ingress(tools, route_host, name="ranker") for _ in range(10)]
     assert [a.status_code for a in answers] == [200] * 10
     assert scraped(pod_url(pods[0]), "recmodel_requests_total", code="200") >= 10
     assert wait_phase(tools, namespace, "ranker", "Ready", timeout=60)
@@ -202,7 +222,7 @@ def test_gpu_model_lands_on_the_gpu_process_node(
     on this machine's CPU: there is no GPU here)."""
     tools = operator.tools
     uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
-    obj = ranker(uri, replicas=1)
+    obj = ranker(uri, namespace, replicas=1)
     obj["spec"]["resources"]["gpu"] = {"count": 1, "product": "NVIDIA-L4"}
     apply(tools, namespace, obj)
     (pod,) = wait_for(
@@ -211,7 +231,7 @@ def test_gpu_model_lands_on_the_gpu_process_node(
     assert pod["spec"]["nodeName"] == "process-gpu-1"
     assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     wait_for(
-        lambda: rank_through_ingress(tools, "ranker.shop.example").status_code == 200,
+        lambda: rank_through_ingress(tools, host(namespace)).status_code == 200,
         timeout=30,
         what="an answer through the ingress",
     )

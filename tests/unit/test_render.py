@@ -159,6 +159,23 @@ def test_standalone_canary_shares_the_service() -> None:
     assert all(labels[k] == v for k, v in service["spec"]["selector"].items())
 
 
+def test_a_shadow_canary_is_left_out_of_the_live_service() -> None:
+    spec = {
+        "model": {"storageUri": "s3://m/v7"},
+        "backend": "standalone",
+        "canary": {"storageUri": "s3://m/v8", "shadow": True, "mirrorPercent": 50},
+    }
+    context = RenderContext(owner=OWNER, spec=RecModelSpec.model_validate(spec), mirror=True)
+    rendered = {f"{c['kind']}/{c['metadata']['name']}": c for c in render_children(context, "http://prom:9090")}
+    selector = rendered["Service/home-feed-ranker"]["spec"]["selector"]
+    canary_labels = rendered["Deployment/home-feed-ranker-predictor-canary"]["spec"]["template"]["metadata"]["labels"]
+    stable_labels = rendered["Deployment/home-feed-ranker-predictor"]["spec"]["template"]["metadata"]["labels"]
+    assert all(stable_labels[k] == v for k, v in selector.items())
+    assert not all(canary_labels.get(k) == v for k, v in selector.items())  # copies only, through its own Service
+    mirror = rendered["Service/home-feed-ranker-canary"]["spec"]["selector"]
+    assert all(canary_labels[k] == v for k, v in mirror.items())
+
+
 def test_pvc_storage_mounts_the_claim_instead_of_fetching() -> None:
     spec = {"model": {"storageUri": "pvc://models/ranker/v7"}, "backend": "standalone"}
     pod = children(spec)["Deployment/home-feed-ranker-predictor"]["spec"]["template"]["spec"]

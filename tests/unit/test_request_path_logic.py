@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devcluster.build import nginx_binary
-from devcluster.ingress.routes import CLASS_NAME, nginx_conf, routes
+from devcluster.ingress.routes import CLASS_NAME, nginx_conf, routes, service_ports
 from devcluster.nodeagent.launch import Node, NotRunnable, launch, local_uri
 from devcluster.nodeagent.probes import Prober
 from devcluster.podnet import Allocator, loopback_twin, node_cidr
@@ -79,6 +79,15 @@ def test_routes_go_to_ready_endpoints_of_the_named_service_port() -> None:
     assert route.upstreams == ("127.245.1.2:8080",)  # not the unready one, not the KWOK pod
     by_number = routes([_ingress("h", "ranker", {"number": 80})], [SERVICE], [_slice(("10.245.1.2", True))])
     assert by_number[0].upstreams == ("127.245.1.2:8080",)
+
+
+def test_a_host_and_path_claimed_twice_goes_to_the_oldest_ingress() -> None:
+    newer = _ingress("h", "ranker", {"name": "http"})
+    newer["metadata"] = {"namespace": "b", "name": "ranker", "creationTimestamp": "2026-11-29T08:46:00Z"}
+    older = _ingress("h", "ranker", {"name": "http"})
+    older["metadata"]["creationTimestamp"] = "2026-11-29T08:45:00Z"
+    (route,) = routes([newer, older], [SERVICE], [_slice(("10.245.1.2", True))])
+    assert route.namespace == "shop"  # one location per host and path: nginx refuses duplicates
 
 
 def test_other_classes_are_not_ours_and_missing_services_have_no_upstream() -> None:
@@ -207,3 +216,50 @@ def test_probe_verdicts_follow_thresholds() -> None:
     assert probe.tick(0.0, "127.0.0.1", {}) is None  # one failure: still alive
     assert probe.tick(0.5, "127.0.0.1", {}) is None  # not due yet
     assert probe.tick(1.0, "127.0.0.1", {}) is False  # two in a row: dead
+
+
+def test_services_of_process_pods_listen_at_their_cluster_ip_twin() -> None:
+    canary = {
+        "metadata": {"namespace": "shop", "name": "ranker-canary"},
+        "spec": {"clusterIP": "10.96.3.4", "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]},
+    }
+    kwok = {**SERVICE, "spec": {**SERVICE["spec"], "clusterIP": "10.96.0.9"}}
+    slices = [
+        {
+            **_slice(("10.245.1.9", False)),
+            "metadata": {"namespace": "shop", "name": "c", "labels": {"kubernetes.io/service-name": "ranker-canary"}},
+        },
+        _slice(("10.0.0.5", True)),  # the other Service's pods are KWOK's: not proxied
+    ]
+    (port,) = service_ports([canary, kwok], slices)
+    assert (port.listen, port.upstreams) == ("127.96.3.4:8080", ())  # its one pod is not ready: 503
+    assert "listen 127.96.3.4:8080;" in nginx_conf([], "127.0.0.1:1", Path("/run"), services=[port])
+
+
+def test_service_names_resolve_to_where_the_service_listens(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "recmodel").touch()
+    container = {
+        "name": "model-server",
+        "image": "ghcr.io/recmodel/recmodel-server:0.1.0",
+        "args": [
+            "recmodel",
+            "serve",
+            "--shadow-url=http://ranker-canary.shop.svc:8080",
+            "--peer=gone.shop.svc.cluster.local",
+        ],
+    }
+    node = Node(bin_dir=bin_dir, storage_root=NODE.storage_root, server_images=NODE.server_images)
+    known = {("ranker-canary", "shop"): "127.96.3.4"}
+    how = launch(
+        container,
+        node,
+        pod_dir=tmp_path,
+        volumes={},
+        address="127.245.1.2",
+        fields={},
+        base_env={},
+        resolve=lambda service, namespace: known.get((service, namespace)),
+    )
+    assert how.argv[2:] == ["--shadow-url=http://127.96.3.4:8080", "--peer=gone.shop.svc.cluster.local"]

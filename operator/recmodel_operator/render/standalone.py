@@ -173,13 +173,19 @@ def render_deployment(context: RenderContext, track: str = "stable") -> Obj:
 
 
 def render_service(context: RenderContext) -> Obj:
+    """Live traffic: both tracks' pods (the split is by endpoints), but only the stable ones
+    while a canary is in shadow mode (it gets mirrored copies, never a live request)."""
+    selector = context.selector(COMPONENT)
+    canary = context.spec.canary
+    if canary is not None and canary.shadow:
+        selector[TRACK_LABEL] = "stable"
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": context.metadata(context.owner.name, COMPONENT),
         "spec": {
             "type": "ClusterIP",
-            "selector": context.selector(COMPONENT),
+            "selector": selector,
             "ports": [{"name": "http", "port": 80, "targetPort": MODEL_SERVER_PORT, "protocol": "TCP"}],
         },
     }
