@@ -6,11 +6,13 @@ Each wrapper module under `gomod/` pins one upstream module (Kubernetes' staging
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from devcluster.versions import BINARIES, COMPONENTS, GOMOD_DIR, KWOK_VERSION, Component, bin_dir, cache_dir
@@ -81,6 +83,31 @@ def _write_kwok_stages() -> None:
     target.write_text("\n---\n".join(doc.strip() for doc in docs) + "\n")
 
 
+# Debian 12's own archive, for a machine whose apt cannot download (no package lists, no root).
+NGINX_DEB = (
+    "http://deb.debian.org/debian/pool/main/n/nginx/nginx_1.22.1-9+deb12u9_amd64.deb",
+    "4e7b52f8b31f26d77ffb5c427c41e36223e81b047242ecfa8dc1d7f939734885",
+)
+
+
+def _download_nginx_deb(folder: Path) -> Path:
+    """Debian's nginx package: apt's current one, else the pinned one from the archive (checked)."""
+    if (
+        subprocess.run(["apt-get", "download", "-q", "nginx"], cwd=folder, capture_output=True, check=False).returncode
+        == 0
+    ):
+        return next(folder.glob("nginx_*.deb"))
+    url, sha256 = NGINX_DEB
+    _log(f"apt-get download nginx failed; fetching {url}")
+    with urllib.request.urlopen(url, timeout=120) as response:
+        data = response.read()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise RuntimeError(f"{url}: unexpected sha256")
+    target = folder / url.rsplit("/", 1)[1]
+    target.write_bytes(data)
+    return target
+
+
 def nginx_binary() -> Path:
     """nginx from Debian's package (what the devcluster's ingress controller drives), unpacked
     into the cache without installing it: no service starts, nothing lands in /etc."""
@@ -88,11 +115,7 @@ def nginx_binary() -> Path:
     if found:
         return found[-1]
     with tempfile.TemporaryDirectory() as tmp:
-        download = ["apt-get", "download", "-q", "nginx"]
-        if subprocess.run(download, cwd=tmp, capture_output=True, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)  # a fresh machine's lists
-            subprocess.run(download, cwd=tmp, check=True, capture_output=True)
-        (package,) = Path(tmp).glob("nginx_*.deb")
+        package = _download_nginx_deb(Path(tmp))
         version = package.name.split("_")[1]
         target = cache_dir() / f"nginx-{version}"
         subprocess.run(["dpkg-deb", "-x", str(package), str(target)], check=True)
