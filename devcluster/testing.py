@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -165,6 +166,20 @@ def ready_pods(tools: Tools, namespace: str, selector: str) -> list[dict[str, An
 def pod_url(pod: dict[str, Any], port: int = 8080) -> str:
     """Where a process node's pod listens (the loopback twin of its pod IP)."""
     return f"http://{loopback_twin(pod['status']['podIP'])}:{port}"
+
+
+@contextmanager
+def in_background(stop: threading.Event, *targets: Callable[[], None]) -> Iterator[None]:
+    """Runs each target in a thread for the block's duration; sets `stop` and joins them after."""
+    threads = [threading.Thread(target=target) for target in targets]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 def apply(tools: Tools, namespace: str, obj: dict[str, Any], check: bool = True) -> Any:

@@ -71,6 +71,17 @@ def ready_upstreams(service_port: Obj, slices: list[Obj]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def slices_by_service(slices: list[Obj]) -> dict[tuple[str, str], list[Obj]]:
+    """EndpointSlices by the (namespace, name) of the Service they belong to."""
+    out: dict[tuple[str, str], list[Obj]] = {}
+    for endpoint_slice in slices:
+        meta = endpoint_slice["metadata"]
+        owner = meta.get("labels", {}).get(SERVICE_NAME_LABEL)
+        if owner:
+            out.setdefault((meta["namespace"], owner), []).append(endpoint_slice)
+    return out
+
+
 def _age(ingress: Obj) -> tuple[str, str, str]:
     meta = ingress["metadata"]
     return str(meta.get("creationTimestamp", "")), meta.get("namespace", ""), meta["name"]
@@ -78,12 +89,7 @@ def _age(ingress: Obj) -> tuple[str, str, str]:
 
 def routes(ingresses: list[Obj], services: list[Obj], slices: list[Obj]) -> list[Route]:
     by_service = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in services}
-    slices_of: dict[tuple[str, str], list[Obj]] = {}
-    for endpoint_slice in slices:
-        meta = endpoint_slice["metadata"]
-        owner = meta.get("labels", {}).get(SERVICE_NAME_LABEL)
-        if owner:
-            slices_of.setdefault((meta["namespace"], owner), []).append(endpoint_slice)
+    slices_of = slices_by_service(slices)
     out = []
     taken: set[tuple[str, str, bool]] = set()
     # The same host and path in two Ingresses: the oldest one keeps it (as ingress-nginx does).
@@ -134,12 +140,7 @@ class ServicePort:
 def service_ports(services: list[Obj], slices: list[Obj]) -> list[ServicePort]:
     """Every port of the Services that select pods on the process nodes (ready or not), so that
     those pods can reach each other by Service; Services of KWOK's pods are left out."""
-    slices_of: dict[tuple[str, str], list[Obj]] = {}
-    for endpoint_slice in slices:
-        meta = endpoint_slice["metadata"]
-        owner = meta.get("labels", {}).get(SERVICE_NAME_LABEL)
-        if owner:
-            slices_of.setdefault((meta["namespace"], owner), []).append(endpoint_slice)
+    slices_of = slices_by_service(slices)
     out = []
     for service in services:
         meta, spec = service["metadata"], service.get("spec", {})

@@ -27,6 +27,7 @@ from devcluster.testing import (
     OperatorProcess,
     apply,
     get_json,
+    in_background,
     on_process_nodes,
     pod_url,
     publish_model,
@@ -102,15 +103,8 @@ class IngressLoad:
 
     @contextmanager
     def running(self) -> Iterator[IngressLoad]:
-        threads = [threading.Thread(target=self._follow_weight), threading.Thread(target=self._send)]
-        for thread in threads:
-            thread.start()
-        try:
+        with in_background(self.stop, self._follow_weight, self._send):
             yield self
-        finally:
-            self.stop.set()
-            for thread in threads:
-                thread.join()
 
     def failures(self) -> dict[str, int]:
         return {outcome: count for outcome, count in self.answers.items() if not outcome.startswith("ok ")}

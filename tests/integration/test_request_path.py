@@ -23,6 +23,7 @@ from devcluster.testing import (
     OperatorProcess,
     apply,
     get_json,
+    in_background,
     on_process_nodes,
     pod_url,
     publish_model,
@@ -129,15 +130,8 @@ class SteadyLoad:
 
     @contextmanager
     def running(self) -> Iterator[SteadyLoad]:
-        threads = [threading.Thread(target=self._client) for _ in range(self.clients)]
-        for thread in threads:
-            thread.start()
-        try:
+        with in_background(self.stop, *[self._client] * self.clients):
             yield self
-        finally:
-            self.stop.set()
-            for thread in threads:
-                thread.join()
 
 
 def test_rolling_update_through_the_ingress_loses_nothing(

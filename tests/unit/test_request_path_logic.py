@@ -121,6 +121,15 @@ def test_rendered_configuration_routes_by_host_and_answers_503_without_endpoints
     assert checked.returncode == 0, checked.stderr
 
 
+@pytest.fixture
+def bin_dir(tmp_path: Path) -> Path:
+    """A virtualenv's bin folder with the model server's executable."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "recmodel").touch()
+    return folder
+
+
 NODE = Node(bin_dir=Path("/venv/bin"), storage_root=Path("/store"), server_images=("ghcr.io/recmodel/recmodel-server",))
 
 
@@ -137,10 +146,7 @@ def _launch(container: dict[str, Any], tmp_path: Path, bin_dir: Path | None = No
     )
 
 
-def test_a_model_server_container_becomes_a_process_on_the_pod_address(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "recmodel").touch()
+def test_a_model_server_container_becomes_a_process_on_the_pod_address(tmp_path: Path, bin_dir: Path) -> None:
     container = {
         "name": "model-server",
         "image": "ghcr.io/recmodel/recmodel-server:0.1.0",
@@ -236,10 +242,7 @@ def test_services_of_process_pods_listen_at_their_cluster_ip_twin() -> None:
     assert "listen 127.96.3.4:8080;" in nginx_conf([], "127.0.0.1:1", Path("/run"), services=[port])
 
 
-def test_service_names_resolve_to_where_the_service_listens(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "recmodel").touch()
+def test_service_names_resolve_to_where_the_service_listens(tmp_path: Path, bin_dir: Path) -> None:
     container = {
         "name": "model-server",
         "image": "ghcr.io/recmodel/recmodel-server:0.1.0",
