@@ -232,6 +232,8 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
+    server_names_hash_bucket_size 256;  # Ingress hosts run long (KServe's <name>-predictor-<namespace>.<domain>)
+    server_names_hash_max_size 8192;
     client_max_body_size 0;  # the model server enforces its own limit (413)
     client_body_buffer_size 1m;
     proxy_http_version 1.1;

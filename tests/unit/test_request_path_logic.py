@@ -97,10 +97,12 @@ def test_other_classes_are_not_ours_and_missing_services_have_no_upstream() -> N
 
 
 def test_rendered_configuration_routes_by_host_and_answers_503_without_endpoints(tmp_path: Path) -> None:
+    long_host = "a-rather-long-inference-service-name-predictor-t-2ecb1327.shop-namespace.example.com"
     found = routes(
         [
             _ingress("ranker.shop.example", "ranker", {"name": "http"}),
             _ingress("empty.shop.example", "empty", {"name": "http"}),
+            *(_ingress(f"{i}.{long_host}", "ranker", {"name": "http"}) for i in range(40)),
         ],
         [SERVICE, {**SERVICE, "metadata": {"namespace": "shop", "name": "empty"}}],
         [_slice(("10.245.1.2", True), ("10.245.1.4", True))],
