@@ -42,6 +42,13 @@ def loopback_twin(ip: str) -> str | None:
     return str(ipaddress.IPv4Address(int(LOOPBACK.network_address) | (int(address) & 0x00FFFFFF)))
 
 
+def prometheus_twin_relabel() -> tuple[str, str]:
+    """The twin as a Prometheus relabelling over `<pod IP>;<port>`: its regex (matching only the
+    pod network) and the replacement `<twin>:<port>`."""
+    first, second = str(POD_NETWORK.network_address).split(".")[:2]
+    return rf"{first}\.{second}\.(\d+)\.(\d+);(\d+)", f"127.{second}.$1.$2:$3"
+
+
 class Allocator:
     """Pod IPs of one node: .1 is the node's own address, pods get .2 to .254, freed ones reused."""
 

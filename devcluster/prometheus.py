@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from devcluster.podnet import prometheus_twin_relabel
 from devcluster.ports import free_ports
 from devcluster.servers import stop_process
 from devcluster.versions import PROMETHEUS_VERSION, bin_dir
@@ -43,7 +44,7 @@ def pod_discovery(kubeconfig: Path) -> dict[str, Any]:
     them: those annotated `prometheus.io/scrape: "true"` (the operator annotates model-server
     pods), scraped at the loopback twin of their pod IP (`devcluster.podnet`) on the annotated
     port and path, labelled with their namespace and pod as the operator's PromQL selects."""
-    twin = r"10\.245\.(\d+)\.(\d+);(\d+)"  # podnet.POD_NETWORK, its twin under 127.0.0.0/8
+    twin, replacement = prometheus_twin_relabel()
     return {
         "job_name": "process-node-pods",
         "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": str(kubeconfig)}],
@@ -61,7 +62,7 @@ def pod_discovery(kubeconfig: Path) -> dict[str, Any]:
             {
                 "source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
                 "regex": twin,
-                "replacement": "127.245.$1.$2:$3",
+                "replacement": replacement,
                 "target_label": "__address__",
             },
             {

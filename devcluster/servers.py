@@ -11,7 +11,6 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
 from devcluster.ports import free_ports
 
@@ -63,21 +62,6 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def local_command(container: dict[str, Any], model_dir: Path, overrides: dict[str, str] | None = None) -> list[str]:
-    """A pod's model-server command (as the operator rendered it) for a process here: the
-    executable from this environment, the model folder local, `overrides` (flag -> value) for
-    what names an in-cluster address; host and port are the runner's."""
-    replaced = {"--model-dir": str(model_dir), **(overrides or {})}
-    argv = [*container["command"], *container["args"]]
-    out = [str(BIN / argv[0])]
-    for arg in argv[1:]:
-        flag = arg.split("=", 1)[0]
-        if flag in ("--host", "--http-port"):
-            continue
-        out.append(f"{flag}={replaced[flag]}" if flag in replaced else arg)
-    return out
 
 
 @contextmanager

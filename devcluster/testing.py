@@ -97,14 +97,6 @@ def get_json(tools: Tools, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
-def rendered_container(tools: Tools, namespace: str, deployment: str) -> dict[str, Any]:
-    """The model-server container of a Deployment, as the operator rendered it."""
-    container: dict[str, Any] = get_json(tools, "deployment", deployment, "-n", namespace)["spec"]["template"]["spec"][
-        "containers"
-    ][0]
-    return container
-
-
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
     for c in ((obj or {}).get("status") or {}).get("conditions", []) or []:
         if c.get("type") == kind:

@@ -51,6 +51,11 @@ class Container:
         return str(self.spec["name"])
 
     @property
+    def backoff(self) -> float:
+        """Seconds before the next start: doubling with each restart, at most MAX_BACKOFF."""
+        return min(MAX_BACKOFF, 2.0 ** min(self.restarts, 5))
+
+    @property
     def ports(self) -> dict[str, int]:
         return {p["name"]: int(p["containerPort"]) for p in self.spec.get("ports", []) if p.get("name")}
 
@@ -257,7 +262,7 @@ class PodRunner:
         self._stop(container, float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)))
         self._exited(container, container.process.returncode if container.process else -1, why)
         container.restarts += 1
-        container.next_start = time.monotonic() + min(MAX_BACKOFF, 2.0 ** min(container.restarts, 5))
+        container.next_start = time.monotonic() + container.backoff
         container.process = None
 
     def _probe(self, container: Container, now: float) -> None:
@@ -359,7 +364,7 @@ class PodRunner:
                     break
                 container.restarts += 1
                 self._publish()
-                time.sleep(min(MAX_BACKOFF, 2.0 ** min(container.restarts, 5)))
+                time.sleep(container.backoff)
         self.initialized = self.grace is None
         return self.initialized
 
@@ -390,7 +395,7 @@ class PodRunner:
                 if code is not None:
                     self._exited(container, code)
                     container.restarts += 1
-                    container.next_start = now + min(MAX_BACKOFF, 2.0 ** min(container.restarts, 5))
+                    container.next_start = now + container.backoff
                     container.process = None
                     container.waiting = ("CrashLoopBackOff", f"exited with {code}")
                     log.warning("%s/%s %s: exited with %d", self.namespace, self.name, container.name, code)

@@ -4,6 +4,7 @@ EndpointSlices to nginx.conf, and how a container becomes a local process."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from devcluster.build import nginx_binary
 from devcluster.ingress.routes import CLASS_NAME, nginx_conf, routes, service_ports
 from devcluster.nodeagent.launch import Node, NotRunnable, launch, local_uri
 from devcluster.nodeagent.probes import Prober
-from devcluster.podnet import Allocator, loopback_twin, node_cidr
+from devcluster.podnet import Allocator, loopback_twin, node_cidr, prometheus_twin_relabel
 
 
 def test_pod_ips_have_loopback_twins_and_other_addresses_none() -> None:
@@ -268,3 +269,10 @@ def test_service_names_resolve_to_where_the_service_listens(tmp_path: Path, bin_
         resolve=lambda service, namespace: known.get((service, namespace)),
     )
     assert how.argv[2:] == ["--shadow-url=http://127.96.3.4:8080", "--peer=gone.shop.svc.cluster.local"]
+
+
+def test_prometheus_dials_the_same_twin_as_everyone_else() -> None:
+    regex, replacement = prometheus_twin_relabel()
+    dialled = re.fullmatch(regex, "10.245.1.7;8080")
+    assert dialled is not None and re.fullmatch(regex, "10.0.0.5;8080") is None
+    assert dialled.expand(replacement.replace("$", "\\")) == f"{loopback_twin('10.245.1.7')}:8080"
