@@ -2,15 +2,26 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
+# The benchmark's serving peers (Ray Serve, PyTriton) in a venv of their own: see bench/peers/requirements.txt.
+PEERS_STAMP := .venv-peers/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-fast lint format bench bench-quick bench-operator operator cluster-build cluster-up cluster-down crd manifests clean
+.PHONY: venv peers demo test test-fast lint format bench bench-quick bench-operator operator cluster-build cluster-up cluster-down crd manifests clean
 
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): constraints.txt requirements-dev.txt operator/pyproject.toml model_handlers/pyproject.toml
 	@test -x .venv/bin/python || python3 -m venv .venv
 	.venv/bin/pip install -q -c constraints.txt -r requirements-dev.txt -e ./operator -e './model_handlers[torchserve]'
+	@touch $@
+
+peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): $(VENV_STAMP) bench/peers/requirements.txt
+	@test -x .venv-peers/bin/python || python3 -m venv .venv-peers
+	.venv-peers/bin/pip install -q -r bench/peers/requirements.txt
+	$(PY) -c 'import site; print(f"import site; site.addsitedir({site.getsitepackages()[0]!r})")' \
+		> "$$(.venv-peers/bin/python -c 'import site; print(site.getsitepackages()[0])')/zz-recmodel-venv.pth"
 	@touch $@
 
 cluster-build: venv
@@ -54,14 +65,14 @@ operator: venv cluster-up
 demo: venv cluster-build
 	$(PY) -m demo $(DEMO_ARGS)
 
-bench: venv cluster-build
+bench: venv peers cluster-build
 	$(PY) -m bench
 
-bench-quick: venv cluster-build
+bench-quick: venv peers cluster-build
 	$(PY) -m bench --quick
 
 bench-operator: venv cluster-build
 	$(PY) -m bench --operator-only
 
 clean: cluster-down
-	rm -rf .devcluster .demo bench/results
+	rm -rf .devcluster .demo bench/results .venv-peers

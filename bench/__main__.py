@@ -9,8 +9,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bench import report, serving
+from bench import large, models, report, serving
 from bench.stages import compute_floor
 from recmodel_handlers.stage_bench import run as stage_run
 
@@ -50,23 +48,48 @@ def machine() -> dict[str, Any]:
     }
 
 
-def train_model(out: Path) -> Path:
-    if not (out / "manifest.json").exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "recmodel_handlers.cli",
-                "train",
-                f"--out={out}",
-                "--rows=100000",
-                "--epochs=2",
-                "--name=ranker",
-                "--version=v1",
-            ],
-            check=True,
-        )
-    return out
+def measure_grid(
+    variants: dict[str, serving.Server],
+    model_dir: Path,
+    best_precision: str,
+    sizes: tuple[int, ...],
+    concurrencies: tuple[int, ...],
+    rounds: int,
+    seconds: float,
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, bool]]:
+    """Every variant up at once, each first checked to rank as the core does in-process; then
+    the variants take turns, round after round, so that drift in the machine's speed (a shared
+    VM) lands on every variant alike. Peers are measured at 1,000 candidates only."""
+    expected = {p: serving.expected_ranking(model_dir, p) for p in {"fp32", best_precision}}
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    answers: dict[str, bool] = {}
+    with ExitStack() as stack:
+        running = {name: (stack.enter_context(server.context), server) for name, server in variants.items()}
+        for name, (url, server) in running.items():
+            precision = best_precision if name in (*serving.PEERS, "kserve-best") else "fp32"
+            answers[name] = serving.same_ranking(url, server, expected[precision])
+            print(f"  {name:<16} up at {url}; ranks as the core does: {answers[name]}", flush=True)
+        for size in sizes:
+            for concurrency in concurrencies:
+                samples: dict[str, list[serving.Sample]] = {}
+                for round_index in range(rounds):
+                    order = list(running)[round_index % len(running) :] + list(running)[: round_index % len(running)]
+                    for variant in order:
+                        if (variant == "naive" and concurrency > 1) or (variant in serving.PEERS and size != 1000):
+                            continue  # naive: seconds per request, concurrency 1 is enough to compare
+                        url, server = running[variant]
+                        samples.setdefault(variant, []).append(
+                            serving.measure(url, server, size, concurrency, seconds / rounds, 2000)
+                        )
+                for variant, runs in samples.items():
+                    row = serving.merge(runs, concurrency, size)
+                    rows.setdefault(str(size), {}).setdefault(variant, []).append(row)
+                    print(
+                        f"  {variant:<16} {size:>5} candidates, c={concurrency:<3} p50 {row['p50_ms']:8.1f} ms  "
+                        f"p99 {row['p99_ms']:8.1f} ms  {row['rps']:8.1f} req/s",
+                        flush=True,
+                    )
+    return rows, answers
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -114,6 +137,20 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": ratio <= 2,
             }
         )
+    out += peer_targets(rows, "small model")
+    big = results.get("large")
+    if big:
+        out += peer_targets(big["serving"].get("1000", {}), "large model")
+        out += large_targets(big)
+    if stages and "ids_only_over_forward" in stages:
+        ratio = stages["ids_only_over_forward"]
+        out.append(
+            {
+                "target": "ids-only in-process request <= 1.3x the forward pass (small model, fp32)",
+                "measured": f"{ratio:.2f}x ({stages['request_bytes'] / stages['ids_only_request_bytes']:.0f}x fewer bytes)",
+                "met": ratio <= 1.3,
+            }
+        )
     best = results["precisions"].get(results["best_precision"], {})
     out.append(
         {
@@ -123,6 +160,60 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         }
     )
     return out
+
+
+def peer_targets(rows: dict[str, list[dict[str, Any]]], model: str) -> list[dict[str, Any]]:
+    """Our best path against the best peer at concurrency 8: >= 1.5x its req/s, <= 1/2 its p99."""
+
+    def at8(variant: str) -> dict[str, Any] | None:
+        return next((r for r in rows.get(variant, []) if r["concurrency"] == 8), None)
+
+    mine = {v: r for v in ("kserve-best", serving.OURS_REPLICATED) if (r := at8(v))}
+    peers = {p: r for p in serving.PEERS if (r := at8(p))}
+    if not mine or not peers:
+        return []
+    best_ours = max(mine, key=lambda v: mine[v]["rps"])
+    ours = mine[best_ours]
+    best_peer = max(peers, key=lambda p: peers[p]["rps"])
+    ratio = ours["rps"] / peers[best_peer]["rps"]
+    p99 = ours["p99_ms"] / min(r["p99_ms"] for r in peers.values())
+    return [
+        {
+            "target": f">= 1.5x the best peer's req/s at concurrency 8 ({model}; {best_ours} vs {best_peer})",
+            "measured": f"{ratio:.2f}x",
+            "met": ratio >= 1.5,
+        },
+        {
+            "target": f"p99 <= 1/2 of every peer's at concurrency 8 ({model})",
+            "measured": f"{p99:.2f}x the lowest peer p99",
+            "met": p99 <= 0.5,
+        },
+    ]
+
+
+def large_targets(big: dict[str, Any]) -> list[dict[str, Any]]:
+    fp32, int8 = big["precisions"]["fp32"], big["precisions"]["int8"]
+    tables = int8["served_tensor_mb"] / fp32["served_tensor_mb"]
+    hot = int8["model_hot_mb"] / fp32["model_hot_mb"]
+    drop = (int8.get("gate") or {}).get("drop", 1.0)
+    return [
+        {
+            "target": "large model >= 1B parameters",
+            "measured": f"{big['parameters']:,}",
+            "met": big["parameters"] >= 1e9,
+        },
+        {
+            "target": "int8 replica's memory <= 30% of fp32's (served tensors / RSS above the interpreter, every row hot)",
+            "measured": f"{tables:.1%} / {hot:.1%}",
+            "met": tables <= 0.3,
+        },
+        {"target": "int8 NDCG@10 drop within the gate (0.01)", "measured": f"{drop:.4f}", "met": drop <= 0.01},
+        {
+            "target": "process start to ready < 15 s (large model, int8 / fp32)",
+            "measured": f"{int8['startup_s']:.1f} s / {fp32['startup_s']:.1f} s",
+            "met": max(int8["startup_s"], fp32["startup_s"]) < 15,
+        },
+    ]
 
 
 OPERATOR_COUNTS = (1, 200, 1000)
@@ -159,7 +250,7 @@ def main() -> None:
     work = RESULTS / "work"
     work.mkdir(exist_ok=True)
     started = time.monotonic()
-    model_dir = train_model(work / "model")
+    model_dir = models.trained(work / "model", models.SMALL)
 
     sizes = (1000,) if args.quick else (100, 1000, 5000)
     concurrencies = (1, 8) if args.quick else (1, 8, 32)
@@ -172,36 +263,25 @@ def main() -> None:
     results["floor"] = compute_floor(model_dir, results["stages"]["forward_ms"])
 
     rounds = 1 if args.quick else 2
-    with ExitStack() as stack:
-        print(f"== starting every server ({time.monotonic() - started:.0f}s)", flush=True)
-        running = {
-            variant: (stack.enter_context(server), path)
-            for variant, (path, server) in serving.servers(model_dir, work, results["best_precision"]).items()
-        }
-        # All servers stay up and the variants take turns, round after round, so that drift in
-        # the machine's speed (a shared VM) lands on every variant alike.
-        for size in sizes:
-            for concurrency in concurrencies:
-                samples: dict[str, list[serving.Sample]] = {}
-                for round_index in range(rounds):
-                    order = list(running)[round_index % len(running) :] + list(running)[: round_index % len(running)]
-                    for variant in order:
-                        if variant == "naive" and concurrency > 1:
-                            continue  # seconds per request: concurrency 1 is enough to compare
-                        url, path = running[variant]
-                        samples.setdefault(variant, []).append(
-                            serving.measure(url, path, size, concurrency, seconds / rounds, 2000)
-                        )
-                for variant, runs in samples.items():
-                    row = serving.merge(runs, concurrency, size)
-                    results["serving"].setdefault(str(size), {}).setdefault(variant, []).append(row)
-                    print(
-                        f"  {variant:<12} {size:>5} candidates, c={concurrency:<3} p50 {row['p50_ms']:8.1f} ms  "
-                        f"p99 {row['p99_ms']:8.1f} ms  {row['rps']:8.1f} req/s",
-                        flush=True,
-                    )
+    print(f"== serving, small model ({time.monotonic() - started:.0f}s)", flush=True)
+    small = serving.servers(model_dir, work, results["best_precision"])
+    results["serving"], results["answers"] = measure_grid(
+        small, model_dir, results["best_precision"], sizes, concurrencies, rounds, seconds
+    )
     for size in sizes:
         results["serving"][str(size)]["in-process"] = [serving.in_process(model_dir, size, seconds, 2000)]
+
+    print(f"== large model ({time.monotonic() - started:.0f}s)", flush=True)
+    large_dir = models.trained(work / "model-large", models.LARGE)
+    results["large"] = large.describe(large_dir, work)
+    best_large, results["large"]["gate"] = serving.choose_best_precision(large_dir, max_quality_drop=0.01)
+    results["large"]["best_precision"] = best_large
+    results["large"]["stages"] = stage_run(large_dir, candidates=1000, repeat=100, precision=best_large)
+    (work / "large").mkdir(exist_ok=True)
+    large_servers = serving.servers(large_dir, work / "large", best_large, naive=False)
+    results["large"]["serving"], results["large"]["answers"] = measure_grid(
+        large_servers, large_dir, best_large, (1000,), (1, 8), rounds, seconds
+    )
     results["targets"] = targets(results)
 
     if not (args.quick or args.no_operator):
@@ -217,6 +297,7 @@ def main() -> None:
     table = report.markdown(results)
     (RESULTS / "results.md").write_text(table)
     report.plot(results, RESULTS / "latency.png")
+    report.plot_peers(results, RESULTS / "peers.png")
     print(table)
     print(f"results in {RESULTS} ({results['seconds']:.0f}s)")
 

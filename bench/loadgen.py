@@ -43,14 +43,20 @@ class LoadResult:
 
 
 def run_load(
-    url: str, body: bytes, concurrency: int, max_requests: int, max_seconds: float, warmup: int = 3
+    url: str,
+    body: bytes,
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float,
+    warmup: int = 3,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """POSTs `body` to `url` (loopback only) from `concurrency` threads."""
     parsed = urlparse(url)
     if parsed.hostname not in ("127.0.0.1", "localhost"):
         raise ValueError("load tests target loopback only")
     host, port, path = parsed.hostname, parsed.port or 80, parsed.path
-    headers = {"content-type": "application/json"}
+    headers = headers or {"content-type": "application/json"}
     lock = threading.Lock()
     latencies: list[float] = []
     counters = {"sent": 0, "errors": 0}

@@ -10,7 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-VARIANTS = ("naive", "torchserve", "kserve-fp32", "kserve-best")
+VARIANTS = ("naive", "torchserve", "kserve-fp32", "kserve-best", "kserve-best-replicas")
+PEERS = ("torchserve-tuned", "ray-serve", "pytriton")
 
 
 def _row(variant: str, r: dict[str, Any], base: dict[str, Any] | None, naive: dict[str, Any] | None) -> str:
@@ -31,7 +32,7 @@ def markdown(results: dict[str, Any]) -> str:
             "| variant | concurrency | p50 ms | p95 ms | p99 ms | req/s | candidates/s | CPU ms/req | RSS MB | vs fp32 eager | vs naive |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for variant in (*VARIANTS, "in-process"):
+        for variant in (*VARIANTS, *PEERS, "in-process"):
             for r in by_variant.get(variant, []):
                 base = next(
                     (b for b in by_variant.get("kserve-fp32", []) if b["concurrency"] == r["concurrency"]), None
@@ -48,6 +49,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {precision} | {r['score_ms']:.2f} | {r['ndcg@10']:.4f} | {r['ndcg_drop']:.4f} | {'pass' if r['passed_gate'] else 'refused'} |"
         )
+    lines += _answers(results.get("answers"))
+    lines += _large(results.get("large"))
     stages = results.get("stages")
     if stages:
         lines += ["", "**Where one in-process request goes** (1,000 candidates, fp32, median ms)", ""]
@@ -59,6 +62,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {stages['json_decode_ms']:.2f} | {stages['features_ms']:.2f} | {stages['forward_ms']:.2f} | {stages['score_ms']:.2f} | "
             f"{stages['rank_ms']:.2f} | {stages['request_bytes_in_out_ms']:.2f} | {stages['request_over_forward']:.2f}x |"
         )
+        if "ids_only_request_ms" in stages:
+            lines.append(
+                f"\nIds-only (candidates as bare ids, features from the package's item table): "
+                f"{stages['ids_only_request_bytes']:,} bytes instead of {stages['request_bytes']:,} "
+                f"({stages['request_bytes'] / stages['ids_only_request_bytes']:.0f}x smaller), "
+                f"{stages['ids_only_request_ms']:.2f} ms in-process ({stages['ids_only_over_forward']:.2f}x the forward pass)."
+            )
     floor = results.get("floor")
     if floor:
         lines += [
@@ -75,6 +85,85 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("operator"):
         lines += ["", operator_table(results["operator"], results.get("operator_killed"))]
     return "\n".join(lines) + "\n"
+
+
+def _answers(answers: dict[str, bool] | None) -> list[str]:
+    if not answers:
+        return []
+    wrong = [v for v, ok in answers.items() if not ok]
+    verdict = "all rank the top 10 as the core does in-process" if not wrong else f"top 10 differs: {', '.join(wrong)}"
+    return [f"Checked before measuring, one 1,000-candidate request each: {verdict}.", ""]
+
+
+def _large(big: dict[str, Any] | None) -> list[str]:
+    if not big:
+        return []
+    tables = ", ".join(f"{name} {t['rows']:,} rows ({t['trained']:,} trained)" for name, t in big["tables"].items())
+    files = ", ".join(f"{name} {mb:,.0f} MB" for name, mb in big["files_mb"].items() if mb >= 1)
+    lines = [
+        f"**Large model**: {big['parameters']:,} parameters ({tables}); trained in {big['train_seconds']:.0f} s, "
+        f"NDCG@10 {big['ndcg@10']:.4f}. Package: {files}.",
+        "",
+        "| precision | RSS before load MB | loaded MB | every row hot MB | above the interpreter MB | served tensors MB "
+        "| start to ready s | NDCG@10 drop |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for precision, r in big["precisions"].items():
+        drop = (r.get("gate") or {}).get("drop")
+        lines.append(
+            f"| {precision} | {r['rss_before_load_mb']:.0f} | {r['rss_loaded_mb']:.0f} | {r['rss_hot_mb']:.0f} "
+            f"| {r['model_hot_mb']:.0f} | {r['served_tensor_mb']:.0f} | {r['startup_s']:.1f} | {'-' if drop is None else f'{drop:.4f}'} |"
+        )
+    lines += ["", f"Served precision (fastest through the gate): {big['best_precision']}.", ""]
+    for size, by_variant in big["serving"].items():
+        lines += [
+            f"**Large model, {size} candidates per request**",
+            "",
+            "| variant | concurrency | p50 ms | p95 ms | p99 ms | req/s | CPU ms/req | RSS MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for variant in (*VARIANTS, *PEERS):
+            for r in by_variant.get(variant, []):
+                lines.append(
+                    f"| {variant} | {r['concurrency']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
+                    f"| {r['rps']:.1f} | {r.get('cpu_ms_per_request', 0):.1f} | {r.get('rss_mb', 0):.0f} |"
+                )
+        lines.append("")
+    lines += _answers(big.get("answers"))
+    stages = big.get("stages")
+    if stages and "ids_only_request_ms" in stages:
+        lines += [
+            f"Large model in-process ({stages['precision']}): forward {stages['forward_ms']:.2f} ms, full request "
+            f"{stages['request_bytes_in_out_ms']:.2f} ms, ids-only request {stages['ids_only_request_ms']:.2f} ms "
+            f"({stages['ids_only_over_forward']:.2f}x the forward pass).",
+            "",
+        ]
+    return lines
+
+
+def plot_peers(results: dict[str, Any], path: Path) -> None:
+    """Requests/s and p99 at concurrency 8, 1,000 candidates: our paths and the peers, small and large model."""
+    models = [("small model", results["serving"].get("1000", {}))]
+    if results.get("large"):
+        models.append(("large model (1.02B)", results["large"]["serving"].get("1000", {})))
+    variants = [v for v in ("torchserve", *PEERS, *VARIANTS[2:]) if any(v in rows for _, rows in models)]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.8 / len(models)
+    for m, (label, rows) in enumerate(models):
+        at8 = [next((r for r in rows.get(v, []) if r["concurrency"] == 8), None) for v in variants]
+        xs = [i + m * width for i in range(len(variants))]
+        axes[0].bar(xs, [r["rps"] if r else 0 for r in at8], width, label=label)
+        axes[1].bar(xs, [r["p99_ms"] if r else 0 for r in at8], width, label=label)
+    for axis, title in zip(axes, ("requests/s (higher is better)", "p99 ms (lower is better)"), strict=True):
+        axis.set_xticks(
+            [i + width * (len(models) - 1) / 2 for i in range(len(variants))], variants, rotation=30, ha="right"
+        )
+        axis.set_title(f"{title}, 1,000 candidates, concurrency 8", fontsize=9)
+        axis.grid(True, axis="y", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(results["machine"]["description"], fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

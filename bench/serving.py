@@ -2,11 +2,18 @@
 
 Variants (each a real server process over HTTP on loopback, except `in-process`):
   naive             one candidate at a time through the model (bench/naive_server.py)
-  torchserve        TorchServe with our handler, TorchServe's default settings
+  torchserve        TorchServe with our handler, TorchServe's default settings (the floor)
   kserve-fp32       our KServe model server, fp32 eager, no batching, no cache
   kserve-best       our KServe model server with batching, the fastest precision that passes
                     the quality gate, and the user cache
   in-process        the ranking core called with bytes, no HTTP (concurrency 1)
+
+Peers, each serving the same core with kserve-best's core settings, configured as its own
+docs recommend for throughput (bench/peers/):
+  torchserve-tuned  one worker per core with one torch thread each, batchSize 32, maxBatchDelay 5 ms
+  ray-serve         one replica per core (num_cpus 1), @serve.batch(32, 5 ms)
+  pytriton          Triton through PyTriton: one model instance per core, dynamic batching
+                    (32, 5 ms), binary tensor data as Triton's clients send it
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,24 +41,91 @@ from recmodel_handlers.samples import make_request
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.torchserve_package import build_model_store
 
-
-@dataclass
-class Variant:
-    name: str
-    description: str
-    start: Any  # () -> context manager yielding (predict URL, pid)
-    sizes: tuple[int, ...] = (100, 1000, 5000)
-    extra: dict[str, Any] = field(default_factory=dict)
+PEERS = ("torchserve-tuned", "ray-serve", "pytriton")
+OURS_REPLICATED = "kserve-best-replicas"  # one replica per core, one torch thread each, one shared port
 
 
-def _process_tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
+@contextmanager
+def _replicas(model_dir: Path, name: str, work: Path, best: list[str], count: int) -> Iterator[str]:
+    """`count` kserve-best replicas with one torch thread each, sharing one port (SO_REUSEPORT):
+    how a RecModel with `count` replicas of one CPU runs, the kernel spreading connections over
+    them as a Service spreads them over pods."""
+    (port,) = free_ports(1)
+    args = [*best, "--threads=1", "--reuse-port"]
+    with ExitStack() as stack:
+        for index in range(count):
+            log = work / f"{OURS_REPLICATED}-{index}.log"
+            url = stack.enter_context(kserve_server(model_dir, name, log, extra_args=args, port=port))
+        yield url
 
 
-def cpu_seconds(pid: int) -> float:
+@dataclass(frozen=True)
+class Server:
+    """How to reach a running variant: its predict path and wire format ("v1" JSON or Triton's
+    "v2-binary")."""
+
+    path: str
+    context: AbstractContextManager[str]
+    wire: str = "v1"
+
+
+def request_body(wire: str, candidates: int) -> tuple[bytes, dict[str, str]]:
+    """The benchmark's ranking request (top 50 of `candidates`) as `wire`, with its headers."""
+    doc = make_request(candidates, top_k=50)
+    if wire == "v1":
+        return orjson.dumps({"instances": [doc]}), {"content-type": "application/json"}
+    import numpy as np
+    from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput
+
+    tensor = InferInput("request", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[orjson.dumps(doc)]], dtype=np.object_))
+    body, json_size = InferenceServerClient.generate_request_body(
+        [tensor], outputs=[InferRequestedOutput("result", binary_data=True)]
+    )
+    headers = {"content-type": "application/octet-stream", "Inference-Header-Content-Length": str(json_size)}
+    return body, headers
+
+
+def ranked_ids(wire: str, body: bytes, headers: dict[str, str]) -> list[str]:
+    """The ids a variant's answer ranks, in order."""
+    if wire == "v1":
+        answer = orjson.loads(body)
+        doc = answer["predictions"][0] if isinstance(answer, dict) else answer[0]
+        return [item["id"] for item in doc["items"]]
+    from tritonclient.http import InferResult
+
+    length = headers.get("inference-header-content-length")
+    result = InferResult.from_response_body(body, header_length=int(length) if length else None)
+    return [item["id"] for item in orjson.loads(result.as_numpy("result")[0][0])["items"]]
+
+
+def expected_ranking(model_dir: Path, precision: str, candidates: int = 1000) -> list[str]:
+    """The benchmark request's top 50 as the core ranks it in-process."""
+    core = RankingCore.from_dir(model_dir, CoreSettings(precision=precision, max_candidates=max(candidates, 1000)))
+    return [item["id"] for item in core.rank([make_request(candidates, top_k=50)])[0]["items"]]
+
+
+def same_ranking(url: str, server: Server, expected: list[str], candidates: int = 1000) -> bool:
+    """One request before a variant is measured: does it rank the top 10 as the core does?"""
+    body, headers = request_body(server.wire, candidates)
+    request = urllib.request.Request(url + server.path, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        answer, answer_headers = response.read(), {k.lower(): v for k, v in response.headers.items()}
+    return ranked_ids(server.wire, answer, answer_headers)[:10] == expected[:10]
+
+
+def _process_tree(pids: list[int]) -> list[psutil.Process]:
+    out = []
+    for pid in pids:
+        with suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            out += [root, *root.children(recursive=True)]
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
     total = 0.0
-    for process in _process_tree(pid):
+    for process in _process_tree(pids):
         try:
             times = process.cpu_times()
             total += times.user + times.system
@@ -59,34 +134,42 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pids: list[int]) -> float:
     total = 0
-    for process in _process_tree(pid):
+    for process in _process_tree(pids):
         with suppress(psutil.NoSuchProcess):
             total += process.memory_info().rss
     return total / 2**20
 
 
-def _listening_pid(port: int) -> int:
-    for connection in psutil.net_connections(kind="tcp"):
-        if (
-            connection.laddr
-            and connection.laddr.port == port
-            and connection.status == psutil.CONN_LISTEN
-            and connection.pid
-        ):
-            return int(connection.pid)
-    raise RuntimeError(f"nothing listens on {port}")
+def _listening_pids(port: int) -> list[int]:
+    pids = sorted(
+        {
+            int(c.pid)
+            for c in psutil.net_connections(kind="tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+        }
+    )
+    if not pids:
+        raise RuntimeError(f"nothing listens on {port}")
+    return pids
 
 
-def _server_pid(url: str) -> int:
-    pid = _listening_pid(int(url.rsplit(":", 1)[1]))
-    # TorchServe's frontend is Java; its Python workers are its children: measure from the
-    # outermost process we started (the listening one's parent when it is `torchserve`).
-    parent = psutil.Process(pid).parent()
-    if parent is not None and "torchserve" in " ".join(parent.cmdline()):
-        return int(parent.pid)
-    return pid
+def server_pids(url: str) -> list[int]:
+    """The outermost process of each server listening at `url` (several replicas may share
+    it): TorchServe's frontend is Java with Python workers as its children, Ray's HTTP proxy
+    and replicas are the driver's grandchildren, tritonserver is PyTriton's child. CPU and
+    memory are counted over these processes and all their descendants."""
+    outermost = set()
+    for pid in _listening_pids(int(url.rsplit(":", 1)[1])):
+        top = psutil.Process(pid)
+        for ancestor in top.parents():
+            with suppress(psutil.Error):
+                command = " ".join(ancestor.cmdline())
+                if "torchserve" in command or "bench.peers." in command:
+                    top = ancestor
+        outermost.add(top.pid)
+    return sorted(outermost)
 
 
 @contextmanager
@@ -180,14 +263,15 @@ class Sample:
     seconds: float
     cpu_seconds: float
     rss_mb: float
+    errors: int = 0  # answers other than 200 (not in the latencies)
 
 
-def measure(url: str, path: str, candidates: int, concurrency: int, seconds: float, max_requests: int) -> Sample:
-    body = orjson.dumps({"instances": [make_request(candidates, top_k=50)]})
-    pid = _server_pid(url)
-    cpu_before = cpu_seconds(pid)
-    result = run_load(url + path, body, concurrency, max_requests, seconds)
-    return Sample(result.latencies_ms, result.seconds, cpu_seconds(pid) - cpu_before, rss_mb(pid))
+def measure(url: str, server: Server, candidates: int, concurrency: int, seconds: float, max_requests: int) -> Sample:
+    body, headers = request_body(server.wire, candidates)
+    pids = server_pids(url)
+    cpu_before = cpu_seconds(pids)
+    result = run_load(url + server.path, body, concurrency, max_requests, seconds, headers=headers)
+    return Sample(result.latencies_ms, result.seconds, cpu_seconds(pids) - cpu_before, rss_mb(pids), result.errors)
 
 
 def merge(samples: list[Sample], concurrency: int, candidates: int) -> dict[str, Any]:
@@ -209,18 +293,13 @@ def merge(samples: list[Sample], concurrency: int, candidates: int) -> dict[str,
         "candidates_per_s": rps * candidates,
         "cpu_ms_per_request": sum(s.cpu_seconds for s in samples) / max(requests, 1) * 1000,
         "rss_mb": max(s.rss_mb for s in samples),
+        "errors": sum(s.errors for s in samples),
     }
 
 
-def servers(model_dir: Path, work: Path, best_precision: str) -> dict[str, tuple[str, AbstractContextManager[str]]]:
-    """Variant name -> (request path, server context)."""
-    store = work / "torchserve-default"
-    if not store.exists():
-        # TorchServe's defaults: no batching (batchSize 1), one worker per core.
-        build_model_store(model_dir, store, max_batch_size=1, max_latency_ms=100, workers=os.cpu_count() or 1)
-    name = "ranker"
-    fp32_args = ["--precision=fp32", "--max-batch-size=1", "--cache-entries=0", "--max-candidates=5000"]
-    best_args = [
+def core_args(best_precision: str) -> list[str]:
+    """kserve-best's core settings, which every peer serves with too."""
+    return [
         f"--precision={best_precision}",
         "--max-batch-size=32",
         "--max-latency-ms=5",
@@ -228,18 +307,69 @@ def servers(model_dir: Path, work: Path, best_precision: str) -> dict[str, tuple
         "--max-candidates=5000",
         "--max-quality-drop=0.01",
     ]
-    return {
-        "naive": ("/v1/models/ranker:predict", naive_server(model_dir, work / "naive.log")),
-        "torchserve": (
-            f"/predictions/{name}",
-            torchserve_server(store, work / "torchserve-logs", env={"RECMODEL_MAX_CANDIDATES": "5000"}),
-        ),
-        "kserve-fp32": (
-            "/v1/models/ranker:predict",
-            kserve_server(model_dir, name, work / "kserve-fp32.log", extra_args=fp32_args),
-        ),
-        "kserve-best": (
-            "/v1/models/ranker:predict",
-            kserve_server(model_dir, name, work / "kserve-best.log", extra_args=best_args),
-        ),
-    }
+
+
+# A closed-loop benchmark keeps 8 or 32 requests waiting on purpose: it measures throughput,
+# not load shedding (the default 5 ms queue budget would refuse some; tests/serving/test_load.py).
+THROUGHPUT_ARGS = ["--max-queue=64", "--max-queue-ms=10000"]
+
+
+def _torchserve_store(model_dir: Path, store: Path, *, batch: int, delay_ms: int, bundle: bool) -> Path:
+    if not store.exists():
+        workers = os.cpu_count() or 1
+        build_model_store(
+            model_dir, store, max_batch_size=batch, max_latency_ms=delay_ms, workers=workers, bundle_model=bundle
+        )
+    return store
+
+
+def servers(model_dir: Path, work: Path, best_precision: str, *, naive: bool = True) -> dict[str, Server]:
+    """Variant name -> how to start it (Ray Serve and PyTriton only after `make peers`)."""
+    from bench.peers import launch
+
+    name = "ranker"
+    # Large packages stay outside TorchServe's archive (its workers would each unpack a copy).
+    bundle = sum(f.stat().st_size for f in model_dir.iterdir()) < 2**30
+    ts_env = {"RECMODEL_MAX_CANDIDATES": "5000", **({} if bundle else {"RECMODEL_MODEL_DIR": str(model_dir)})}
+    best = [*core_args(best_precision), *THROUGHPUT_ARGS]
+    peer_core = core_args(best_precision)
+    variants: dict[str, Server] = {}
+    if naive:
+        variants["naive"] = Server("/v1/models/ranker:predict", naive_server(model_dir, work / "naive.log"))
+    # TorchServe's defaults: no batching (batchSize 1), one worker per core.
+    default_store = _torchserve_store(model_dir, work / "torchserve-default", batch=1, delay_ms=100, bundle=bundle)
+    variants["torchserve"] = Server(
+        f"/predictions/{name}", torchserve_server(default_store, work / "torchserve-logs", env=ts_env)
+    )
+    fp32_args = ["--precision=fp32", "--max-batch-size=1", "--cache-entries=0", "--max-candidates=5000"]
+    variants["kserve-fp32"] = Server(
+        "/v1/models/ranker:predict", kserve_server(model_dir, name, work / "kserve-fp32.log", extra_args=fp32_args)
+    )
+    variants["kserve-best"] = Server(
+        "/v1/models/ranker:predict", kserve_server(model_dir, name, work / "kserve-best.log", extra_args=best)
+    )
+    variants[OURS_REPLICATED] = Server(
+        "/v1/models/ranker:predict", _replicas(model_dir, name, work, best, os.cpu_count() or 1)
+    )
+    tuned_store = _torchserve_store(model_dir, work / "torchserve-tuned", batch=32, delay_ms=5, bundle=bundle)
+    tuned_env = {**ts_env, "OMP_NUM_THREADS": "1", **_env_of(peer_core)}
+    variants["torchserve-tuned"] = Server(
+        f"/predictions/{name}", torchserve_server(tuned_store, work / "torchserve-tuned-logs", env=tuned_env)
+    )
+    if launch.available():
+        variants["ray-serve"] = Server(
+            "/v1/models/ranker:predict", launch.ray_serve(model_dir, work / "ray-serve.log", peer_core)
+        )
+        variants["pytriton"] = Server(
+            "/v2/models/ranker/infer", launch.pytriton(model_dir, work / "pytriton.log", peer_core), wire="v2-binary"
+        )
+    return variants
+
+
+def _env_of(args: list[str]) -> dict[str, str]:
+    """`--max-batch-size=32` -> RECMODEL_MAX_BATCH_SIZE=32: how TorchServe's handler gets them."""
+    env = {}
+    for arg in args:
+        key, value = arg.removeprefix("--").split("=", 1)
+        env["RECMODEL_" + key.replace("-", "_").upper()] = value
+    return env

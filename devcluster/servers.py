@@ -72,10 +72,11 @@ def kserve_server(
     extra_args: list[str] | None = None,
     argv: list[str] | None = None,
     env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """`recmodel serve` on a free loopback port; yields its base URL. `argv` replaces the
-    default command line (the e2e tests pass exactly what the operator rendered)."""
-    (port,) = free_ports(1)
+    """`recmodel serve` on a free loopback port (or `port`); yields its base URL. `argv`
+    replaces the default command line (the e2e tests pass exactly what the operator rendered)."""
+    port = port or free_ports(1)[0]
     command = argv or [str(BIN / "recmodel"), "serve", f"--model-dir={model_dir}", f"--name={name}"]
     command = [*command, "--host=127.0.0.1", f"--http-port={port}", *(extra_args or [])]
     with log.open("ab") as handle:
@@ -98,9 +99,13 @@ def torchserve_server(
     inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
     management = management_port or management
     log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / "tmp").mkdir(exist_ok=True)
     environment = {
         **os.environ,
         "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        # TorchServe refuses to start while the pid file in the temporary folder names a running
+        # instance: one folder per instance lets several run side by side (the benchmark's).
+        "TMPDIR": str(log_dir / "tmp"),
         "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{inference}",
         "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{management}",
         "TS_METRICS_ADDRESS": f"http://127.0.0.1:{metrics}",

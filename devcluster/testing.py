@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,7 +50,15 @@ FLOW_READS, FLOW_WRITES = "recmodel-operator-reads", "recmodel-operator-writes"
 WRITE_VERBS = ["create", "update", "patch", "delete", "deletecollection"]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.5, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 60,
+    interval: float = 0.5,
+    what: str = "condition",
+    explain: Callable[[], str] | None = None,
+) -> Any:
+    """Polls `predicate` until it is truthy; on timeout the error carries `explain()`, what the
+    cluster looked like then."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -57,7 +66,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float 
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")
+    detail = f"\n{explain()}" if explain is not None else ""
+    raise AssertionError(f"{what} not met within {timeout}s (last: {last!r}){detail}")
 
 
 def _crds_established(tools: Tools) -> bool:
@@ -83,6 +93,35 @@ def install_crds(tools: Tools, *, third_party: bool = True) -> None:
         timeout=60,
         what="RecModels served",
     )
+    wait_for(
+        lambda: _collects_recmodel_children(tools),
+        timeout=90,
+        interval=0,
+        what="the garbage collector watches RecModels",
+    )
+
+
+def _collects_recmodel_children(tools: Tools) -> bool:
+    """Whether deleting a RecModel now deletes what it owns. The controller-manager's garbage
+    collector finds new CRDs by discovery every 30 s; until then a RecModel's deletion reaches
+    its children only through the collector's backed-off rechecks. One probe: a RecModel, a
+    ConfigMap it owns, the RecModel deleted, up to 5 s for the ConfigMap to go."""
+    name = f"gc-probe-{uuid.uuid4().hex[:6]}"
+    owner = json.loads(
+        tools.kubectl_run(
+            "create", "-n", "default", "-o", "json", "-f", "-", stdin=json.dumps(small_standalone(name))
+        ).stdout
+    )
+    reference = {"apiVersion": owner["apiVersion"], "kind": "RecModel", "name": name, "uid": owner["metadata"]["uid"]}
+    child = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "ownerReferences": [reference]}}
+    apply(tools, "default", child)
+    tools.kubectl_run("delete", "recmodel", name, "-n", "default", "--wait=false")
+    try:
+        wait_for(lambda: get_json(tools, "configmap", name, "-n", "default") is None, timeout=5, what="probe collected")
+        return True
+    except AssertionError:
+        tools.kubectl_run("delete", "configmap", name, "-n", "default", "--ignore-not-found")
+        return False
 
 
 def install_recmodel_runtime(tools: Tools) -> None:
@@ -176,6 +215,13 @@ def in_background(stop: threading.Event, *targets: Callable[[], None]) -> Iterat
 
 def apply(tools: Tools, namespace: str, obj: dict[str, Any], check: bool = True) -> Any:
     return tools.kubectl_run("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj), check=check)
+
+
+def namespace_report(tools: Tools, namespace: str) -> str:
+    """What a person would look at first when a wait in `namespace` times out."""
+    kinds = "recmodels,deployments,replicasets,pods"
+    result = tools.kubectl_run("get", kinds, "-n", namespace, "-o", "wide", check=False)
+    return result.stdout + result.stderr
 
 
 def recmodel(tools: Tools, namespace: str, name: str) -> dict[str, Any] | None:

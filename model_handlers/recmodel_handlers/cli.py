@@ -77,11 +77,12 @@ def _train(args: argparse.Namespace) -> None:
         _retrain(args)
         return
     from recmodel_handlers.data import load_csv, make_world, sample_documents
-    from recmodel_handlers.features import build_item_table
+    from recmodel_handlers.features import FeatureSchema, build_item_table
     from recmodel_handlers.model import ModelConfig
     from recmodel_handlers.package import save_package
-    from recmodel_handlers.train import train
+    from recmodel_handlers.train import SIZES, train
 
+    size = SIZES[args.size]
     candidates_per_doc = 20
     if args.data:
         docs = load_csv(Path(args.data))
@@ -89,16 +90,20 @@ def _train(args: argparse.Namespace) -> None:
         train_docs, test_docs = docs[:split], docs[split:]
         validation = test_docs[: args.validation_docs]
     else:
-        world = make_world(args.seed)
+        world = make_world(args.seed, n_users=size.world_users, n_items=size.world_items)
         train_docs = sample_documents(
             world, max(1, args.rows // candidates_per_doc), candidates_per_doc, seed=args.seed + 1
         )
         test_docs = sample_documents(world, 300, 100, seed=args.seed + 2)
         validation = sample_documents(world, args.validation_docs, 100, seed=args.seed + 3)
-    config = ModelConfig(dim=args.dim, hidden=tuple(args.hidden))
+    config = ModelConfig(dim=args.dim or size.dim, hidden=tuple(args.hidden), sparse=size.sparse)
+    schema = FeatureSchema(
+        user_buckets=args.user_buckets or size.user_buckets, item_buckets=args.item_buckets or size.item_buckets
+    )
     result = train(
         train_docs,
         test_docs,
+        schema=schema,
         config=config,
         epochs=args.epochs,
         seed=args.seed,
@@ -118,7 +123,7 @@ def _train(args: argparse.Namespace) -> None:
     print(f"{'metric':<12}{'model':>10}{'popularity':>12}")
     for key in model:
         print(f"{key:<12}{model[key]:>10.4f}{baseline[key]:>12.4f}")
-    print(f"packaged model in {args.out}")
+    print(f"packaged model in {args.out} ({result.model.parameter_count():,} parameters)")
 
 
 def _package(args: argparse.Namespace) -> None:
@@ -220,7 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=3)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--data", help="interaction log CSV (user,item,event,timestamp,category,brand,price,...)")
-    train.add_argument("--dim", type=int, default=48, help="embedding size")
+    train.add_argument(
+        "--size",
+        choices=("small", "large"),
+        default="small",
+        help="small: 2.4M parameters; large: 1.02B (4M user and 12M item rows of 64, sparse row-wise Adagrad, "
+        "a 50,000-item shop)",
+    )
+    train.add_argument("--dim", type=int, default=None, help="embedding size (default: the size's, 48 or 64)")
+    train.add_argument("--user-buckets", type=int, default=None, help="rows of the user table (default: the size's)")
+    train.add_argument("--item-buckets", type=int, default=None, help="rows of the item table (default: the size's)")
     train.add_argument("--hidden", type=int, nargs="+", default=[256, 128], help="MLP layer sizes")
     train.add_argument("--validation-docs", type=int, default=60, help="documents kept for the quality gate")
     train.add_argument("--name", default="recmodel")

@@ -18,6 +18,7 @@ import orjson
 import torch
 
 from recmodel_handlers.cache import LruTtlCache
+from recmodel_handlers.embeddings import release_pages
 from recmodel_handlers.errors import QualityGateError, RequestError
 from recmodel_handlers.explain import MAX_EXPLAINED, explain
 from recmodel_handlers.features import EncodedRequest, FeatureEncoder
@@ -86,7 +87,8 @@ class RankingCore:
         reference = model.to(self.device)
         chosen = reference
         if settings.precision != "fp32":
-            candidate = with_precision(reference, settings.precision)
+            # .to(): the package's int8 tables are loaded (memory-mapped) on the CPU.
+            candidate = with_precision(reference, settings.precision, self.package.int8_tables).to(self.device)
             self.gate = quality_gate(
                 reference,
                 candidate,
@@ -98,6 +100,9 @@ class RankingCore:
             log.info(self.gate.describe())
             if self.gate.passed:
                 chosen, self.precision = candidate, settings.precision
+                if self.precision == "int8":  # it reads its own int8 tables from here on
+                    for table in reference.id_tables().values():
+                        release_pages(table.weight)
             else:
                 self.gate_error = QualityGateError(settings.precision, self.gate.drop, settings.max_quality_drop)
                 log.error(str(self.gate_error))

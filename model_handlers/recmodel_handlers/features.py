@@ -104,6 +104,19 @@ class CandidateFeatures:
     dense: torch.Tensor  # [N, len(item_dense)]
 
 
+@dataclass(frozen=True)
+class EncodedItems:
+    """The item table, encoded: row i is the item `index` maps to i; the last row is for ids
+    the table does not know."""
+
+    index: dict[str, int]
+    categories: np.ndarray  # category names (object), for the ranking rules
+    item: torch.Tensor  # hashed ids (the last row's is computed per request)
+    category: torch.Tensor
+    brand: torch.Tensor
+    dense: torch.Tensor
+
+
 @dataclass
 class RankingRules:
     top_k: int
@@ -229,6 +242,27 @@ class FeatureEncoder:
         self._item_mean = np.asarray(stats.item.mean, dtype=np.float32)
         self._item_std = np.asarray(stats.item.std, dtype=np.float32)
         self._item_feature_names = schema.item_dense[1:]
+        self._encoded_items = self._encode_item_table()
+
+    def _encode_item_table(self) -> EncodedItems | None:
+        """Every item of the table encoded once, as the slow path would encode it sent in full,
+        plus a last row for ids the table does not know (no fields: category and brand 0, dense
+        features at the training mean). A request of bare ids is then a gather of rows."""
+        if not self.items:
+            return None
+        try:
+            encoded = self._encode_objects([{**fields, "id": item_id} for item_id, fields in self.items.items()])
+        except RequestError:
+            return None  # a table entry the checks refuse: such requests take the slow path
+        dense = encoded.dense
+        return EncodedItems(
+            index={item_id: row for row, item_id in enumerate(encoded.ids)},
+            categories=np.array([*encoded.categories, ""], dtype=object),
+            item=torch.cat([encoded.item, torch.zeros(1, dtype=encoded.item.dtype)]),
+            category=torch.cat([encoded.category, torch.zeros(1, dtype=encoded.category.dtype)]),
+            brand=torch.cat([encoded.brand, torch.zeros(1, dtype=encoded.brand.dtype)]),
+            dense=torch.cat([dense, torch.zeros(1, dense.shape[1], dtype=dense.dtype)]),
+        )
 
     # -- dense ---------------------------------------------------------------------------
     @staticmethod
@@ -290,8 +324,36 @@ class FeatureEncoder:
             raise RequestError("candidates", "must not be empty")
         if len(candidates) > self.max_candidates:
             raise RequestError("candidates", f"has {len(candidates)} items; at most {self.max_candidates} are accepted")
-        if self.items or not set(map(type, candidates)) <= _DICT:
+        kinds = set(map(type, candidates))
+        if kinds == _STR and self._encoded_items is not None:
+            return self._from_table(candidates)
+        if self.items or not kinds <= _DICT:
             candidates = self._completed(candidates)
+        return self._encode_objects(candidates)
+
+    def _from_table(self, ids: list[str]) -> CandidateFeatures:
+        """Bare ids: rows gathered from the encoded item table (`_encode_item_table`)."""
+        table = self._encoded_items
+        assert table is not None
+        if len(set(ids)) != len(ids):
+            _raise_duplicate(ids)
+        unknown = len(table.index)  # the table's last row
+        rows = np.fromiter(map(table.index.get, ids, repeat(unknown)), dtype=np.int64, count=len(ids))
+        at = torch.from_numpy(rows)
+        item = table.item[at]
+        missing = np.flatnonzero(rows == unknown)
+        if len(missing):
+            item[torch.from_numpy(missing)] = self._item.many([ids[i] for i in missing])
+        return CandidateFeatures(
+            ids=ids,
+            categories=table.categories[rows].tolist(),
+            item=item,
+            category=table.category[at],
+            brand=table.brand[at],
+            dense=table.dense[at],
+        )
+
+    def _encode_objects(self, candidates: list[Any]) -> CandidateFeatures:
         try:
             # map(dict.get, ...) pulls one field out of every candidate without a Python-level loop.
             ids: list[Any] = list(map(dict.__getitem__, candidates, repeat("id")))

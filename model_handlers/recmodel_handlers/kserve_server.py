@@ -324,6 +324,10 @@ def serve(
     settings: CoreSettings,
     server: ServerSettings,
 ) -> None:
+    if server.threads > 0:
+        import torch
+
+        torch.set_num_threads(server.threads)
     mirror = Mirror(server.shadow_url, name, server.shadow_percent) if server.shadow_url else None
     model = RecModelServer(
         name,

@@ -20,13 +20,18 @@ from recmodel_handlers.features import FeatureSchema
 class ModelConfig:
     dim: int = 48
     hidden: tuple[int, ...] = (256, 128)
+    # The user and item tables take sparse gradients, trained by row-wise Adagrad (large models:
+    # only the rows a batch touches are updated).
+    sparse: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:
-        return cls(dim=int(data["dim"]), hidden=tuple(int(h) for h in data["hidden"]))
+        return cls(
+            dim=int(data["dim"]), hidden=tuple(int(h) for h in data["hidden"]), sparse=bool(data.get("sparse", False))
+        )
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -39,9 +44,9 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 
 
 class UserTower(nn.Module):
-    def __init__(self, schema: FeatureSchema, dim: int) -> None:
+    def __init__(self, schema: FeatureSchema, dim: int, sparse: bool = False) -> None:
         super().__init__()
-        self.user = nn.Embedding(schema.user_buckets, dim)
+        self.user = nn.Embedding(schema.user_buckets, dim, sparse=sparse)
         self.segment = nn.Embedding(schema.segment_buckets, dim)
         self.device = nn.Embedding(schema.device_buckets, dim)
         self.query = nn.Embedding(schema.query_buckets, dim, padding_idx=0)
@@ -62,7 +67,7 @@ class ItemScorer(nn.Module):
     def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
         super().__init__()
         dim = config.dim
-        self.item = nn.Embedding(schema.item_buckets, dim)
+        self.item = nn.Embedding(schema.item_buckets, dim, sparse=config.sparse)
         self.category = nn.Embedding(schema.category_buckets, dim)
         self.brand = nn.Embedding(schema.brand_buckets, dim)
         self.dense = nn.Linear(len(schema.item_dense), dim)
@@ -97,7 +102,7 @@ class RankingModel(nn.Module):
         super().__init__()
         self.schema = schema
         self.config = config
-        self.user_tower = UserTower(schema, config.dim)
+        self.user_tower = UserTower(schema, config.dim, config.sparse)
         self.scorer = ItemScorer(schema, config)
 
     def forward(
@@ -117,6 +122,13 @@ class RankingModel(nn.Module):
         users = self.user_tower(user, segment, device, query, user_dense)
         logits: torch.Tensor = self.scorer(users[owner], item, category, brand, item_dense)
         return logits
+
+    def id_tables(self) -> dict[str, nn.Embedding]:
+        """The user and item tables, by state_dict prefix: the ones that grow with the shop."""
+        return {"user_tower.user": self.user_tower.user, "scorer.item": self.scorer.item}
+
+    def parameter_count(self) -> int:
+        return sum(p.nelement() for p in self.parameters())
 
     def flops_per_candidate(self) -> int:
         """Multiply-adds x2 of the per-candidate part (the user tower runs once per request)."""

@@ -1,5 +1,6 @@
-"""Optimizations as settings of the core: precision (fp32/bf16/fp16/int8), compilation, and
-the quality gate that refuses a precision losing more NDCG@K than allowed."""
+"""Optimizations as settings of the core: precision (fp32/bf16/fp16/int8; int8 is int8 MLP
+weights and activations plus row-wise int8 user and item tables), compilation, and the
+quality gate that refuses a precision losing more NDCG@K than allowed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recmodel_handlers.embeddings import Int8RowwiseEmbedding, SharedLookup, quantize_rows
 from recmodel_handlers.features import FeatureEncoder
 from recmodel_handlers.model import RankingModel
 from recmodel_handlers.quality import mean_ndcg
@@ -76,15 +78,27 @@ class CastOutput(nn.Module):
         return scores
 
 
-def with_precision(model: RankingModel, precision: str) -> RankingModel:
+def with_precision(
+    model: RankingModel, precision: str, int8_tables: dict[str, dict[str, torch.Tensor]] | None = None
+) -> RankingModel:
     """A copy of the model whose per-candidate scorer runs in `precision` (the user tower,
-    run once per request, stays fp32)."""
+    run once per request, stays fp32).
+
+    The user and item tables are never copied (they are most of a large model's bytes):
+    int8 reads them row-wise quantized (`int8_tables`, the package's, or quantized here when
+    it has none); bf16/fp16 look rows up in the fp32 tables and cast them."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    optimized = copy.deepcopy(model)
+    tables = model.id_tables()
+    optimized = copy.deepcopy(model, memo={id(t.weight): t.weight for t in tables.values()})
     if precision in DTYPES:
-        optimized.scorer = CastOutput(optimized.scorer.to(DTYPES[precision]), DTYPES[precision])  # type: ignore[assignment]
+        dtype = DTYPES[precision]
+        optimized.scorer.item = SharedLookup(tables["scorer.item"], dtype)  # type: ignore[assignment]
+        optimized.scorer = CastOutput(optimized.scorer.to(dtype), dtype)  # type: ignore[assignment]
     elif precision == "int8":
+        quantized = int8_tables or {name: quantize_rows(t.weight.detach()) for name, t in tables.items()}
+        optimized.user_tower.user = Int8RowwiseEmbedding(quantized["user_tower.user"])  # type: ignore[assignment]
+        optimized.scorer.item = Int8RowwiseEmbedding(quantized["scorer.item"])  # type: ignore[assignment]
         _quantize_linears(optimized.scorer.mlp)
     return optimized.eval()
 

@@ -1,7 +1,9 @@
 """The packaged model directory that a RecModel's storageUri points at.
 
 manifest.json        format version, name, version, feature schema, model config, metrics
-weights.pt           the model's state_dict (fp32)
+weights.pt           the model's state_dict (fp32), saved so it can be memory-mapped
+embeddings-int8.pt   the user and item tables row-wise int8 (codes, fp16 scale and bias per row),
+                     what `--precision=int8` serves; memory-mapped too
 feature_stats.json   normalization statistics from training
 validation.json      a small validation set (documents with true relevance) for the quality gate
 items.json           optional: each item's category, brand, price and features as of training,
@@ -19,6 +21,7 @@ from typing import Any
 import torch
 
 from recmodel_handlers import FORMAT_VERSION
+from recmodel_handlers.embeddings import advise_random, quantize_rows
 from recmodel_handlers.errors import ModelDirError
 from recmodel_handlers.features import FeatureSchema, FeatureStats, ItemTable
 from recmodel_handlers.model import ModelConfig, RankingModel
@@ -28,6 +31,8 @@ WEIGHTS = "weights.pt"
 STATS = "feature_stats.json"
 VALIDATION = "validation.json"
 ITEMS = "items.json"
+INT8_TABLES = "embeddings-int8.pt"
+OPTIONAL_FILES = (ITEMS, INT8_TABLES)
 REQUIRED_FILES = (MANIFEST, WEIGHTS, STATS, VALIDATION)
 
 Doc = dict[str, Any]
@@ -45,6 +50,7 @@ class Package:
     validation: list[Doc]
     manifest: dict[str, Any]
     items: ItemTable | None = None
+    int8_tables: dict[str, dict[str, torch.Tensor]] | None = None  # state_dict prefix -> quantize_rows()
 
 
 def save_package(
@@ -61,6 +67,9 @@ def save_package(
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), directory / WEIGHTS)
+    torch.save(
+        {name: quantize_rows(t.weight.detach()) for name, t in model.id_tables().items()}, directory / INT8_TABLES
+    )
     (directory / STATS).write_text(json.dumps(stats.to_json(), indent=2))
     (directory / VALIDATION).write_text(json.dumps(validation))
     if items is not None:
@@ -73,6 +82,9 @@ def save_package(
         "featureSchema": model.schema.to_json(),
         "modelConfig": model.config.to_json(),
         "metrics": metrics,
+        "parameters": model.parameter_count(),
+        "untrainedRows": "rows of the user and item tables no training id hashed to keep their initial "
+        "values, normal(0, 1); metrics.tables counts the trained ones",
         "files": list(REQUIRED_FILES),
     }
     if parent is not None:
@@ -82,7 +94,7 @@ def save_package(
 
 def package_files(directory: Path) -> list[Path]:
     """The files a copy of the package needs: the required ones and the optional ones present."""
-    return [directory / name for name in (*REQUIRED_FILES, ITEMS) if (directory / name).is_file()]
+    return [directory / name for name in (*REQUIRED_FILES, *OPTIONAL_FILES) if (directory / name).is_file()]
 
 
 def load_package(directory: Path | str) -> Package:
@@ -108,10 +120,20 @@ def load_package(directory: Path | str) -> Package:
         items = json.loads((directory / ITEMS).read_text()) if (directory / ITEMS).is_file() else None
     except (ValueError, KeyError, TypeError) as error:
         raise ModelDirError(f"model directory {directory} is corrupt: {error!r}") from error
-    model = RankingModel(schema, config)
+    # Built on the meta device and given the memory-mapped tensors themselves (assign=True):
+    # startup neither initialises nor copies the tables, and replicas on one node share the
+    # file's pages in the page cache. Rows are read from disk the first time they are used.
+    with torch.device("meta"):
+        model = RankingModel(schema, config)
     try:
-        state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True, mmap=True)
+        model.load_state_dict(state, assign=True)
+        int8_path = directory / INT8_TABLES
+        int8 = torch.load(int8_path, map_location="cpu", weights_only=True, mmap=True) if int8_path.is_file() else None
+        for name in model.id_tables():
+            advise_random(state[f"{name}.weight"])
+            for part in (int8 or {}).get(name, {}).values():
+                advise_random(part)
     except Exception as error:  # torch raises many kinds for a bad file
         raise ModelDirError(f"{directory / WEIGHTS} cannot be loaded: {error}") from error
     model.eval()
@@ -126,4 +148,5 @@ def load_package(directory: Path | str) -> Package:
         validation=validation,
         manifest=manifest,
         items=items,
+        int8_tables=int8,
     )

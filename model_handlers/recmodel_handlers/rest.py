@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -219,6 +220,12 @@ class RecModelRESTServer(RESTServer):  # type: ignore[misc]
         self.state = ServerState()
         self.server_version = server_version
         self._server = _DrainingServer(self.config, self.state, settings.drain_seconds)
+        self.sockets: list[socket.socket] | None = None
+
+    async def start(self) -> None:
+        """As KServe's, with our own listening socket when the port is shared (reuse_port)."""
+        self.create_application()
+        await self._server.serve(sockets=self.sockets)
 
     def _register_endpoints(self, app: fastapi.FastAPI) -> None:
         routes = Routes(self.dataplane.model_registry.get_models, self.state, self.server_version)
@@ -272,6 +279,8 @@ class RecModelRESTServer(RESTServer):  # type: ignore[misc]
         )
         rest.state.admit = admit
         rest.config.host = host
+        if settings.reuse_port:
+            rest.sockets = [_shared_port(host, port)]
         access = logging.getLogger("uvicorn.access")  # rejections are logged by the Guard, successes are metrics
         access.handlers, access.propagate = [], False
         server._rest_server = rest
@@ -279,6 +288,21 @@ class RecModelRESTServer(RESTServer):  # type: ignore[misc]
         server.setup_event_loop()
         server.register_signal_handler()
         asyncio.run(server._serve())
+
+
+def _shared_port(host: str, port: int) -> socket.socket:
+    """A listening socket other processes may bind too (SO_REUSEPORT): bound only once the
+    model is loaded, so connections reach only replicas that can answer."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (with
+    # proto 0, Nagle and delayed ACKs added 40 ms to every answer).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _package_version() -> str:

@@ -93,3 +93,7 @@ class ServerSettings(FlagSettings):
     drain_seconds: float = 5.0  # after SIGTERM: not ready but still serving, then stop
     shadow_url: str = ""  # a canary to mirror requests to (its answers only compared, never returned)
     shadow_percent: float = 0.0  # share of the ranking requests mirrored there
+    threads: int = 0  # torch's threads for scoring; 0: torch's default (one per core it sees)
+    # Bind with SO_REUSEPORT, so that several replicas on one machine share a port and the
+    # kernel spreads connections over them (as a Service spreads them over pods).
+    reuse_port: bool = False

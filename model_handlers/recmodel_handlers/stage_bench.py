@@ -33,6 +33,8 @@ def _interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int) -> d
 def stage_times(core: RankingCore, candidates: int, repeat: int) -> dict[str, float]:
     request = make_request(candidates)
     body = orjson.dumps({"instances": [request]})
+    # As retrieval hands candidates over: bare ids, features from the package's item table.
+    ids_only = orjson.dumps({"instances": [{**request, "candidates": [c["id"] for c in request["candidates"]]}]})
     encoded = core.encode(request)
     scores = core.score([encoded]).scores[0]
     result = core.finish(encoded, scores)
@@ -64,10 +66,15 @@ def stage_times(core: RankingCore, candidates: int, repeat: int) -> dict[str, fl
             "rank_ms": lambda: core.finish(encoded, scores),
             "json_encode_ms": lambda: orjson.dumps({"predictions": [result]}),
             "request_bytes_in_out_ms": lambda: core.rank_json(body),
+            **({"ids_only_request_ms": lambda: core.rank_json(ids_only)} if core.package.items else {}),
         },
         repeat,
     )
     times["request_over_forward"] = times["request_bytes_in_out_ms"] / times["forward_ms"]
+    times["request_bytes"] = len(body)
+    if "ids_only_request_ms" in times:
+        times["ids_only_over_forward"] = times["ids_only_request_ms"] / times["forward_ms"]
+        times["ids_only_request_bytes"] = len(ids_only)
     return times
 
 

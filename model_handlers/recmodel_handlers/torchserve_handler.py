@@ -8,6 +8,7 @@ operator renders them; TorchServe passes no arguments to handlers).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import orjson
@@ -41,7 +42,9 @@ class RecModelHandler(BaseHandler):  # type: ignore[misc]
 
     def initialize(self, context: Any) -> None:
         properties = context.system_properties
-        model_dir = properties.get("model_dir")
+        # A large model's tables stay outside the archive (TorchServe would unpack a copy of
+        # every file in the .mar for each worker); RECMODEL_MODEL_DIR then names their folder.
+        model_dir = os.environ.get("RECMODEL_MODEL_DIR") or properties.get("model_dir")
         gpu = properties.get("gpu_id")
         device = torch.device(f"cuda:{gpu}") if torch.cuda.is_available() and gpu is not None else torch.device("cpu")
         self.core = RankingCore.from_dir(model_dir, CoreSettings.from_env(), device=device)

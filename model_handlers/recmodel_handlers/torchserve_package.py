@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from recmodel_handlers.package import load_package, package_files
+from recmodel_handlers.package import MANIFEST, load_package, package_files
 
 HANDLER_SOURCE = '''"""Entry point TorchServe imports from the .mar; the handler lives in recmodel_handlers."""
 from recmodel_handlers.torchserve_handler import RecModelHandler
@@ -77,7 +77,10 @@ def build_model_store(
     workers: int = 1,
     inference_address: str = "http://0.0.0.0:8080",
     model_store: str | None = None,
+    bundle_model: bool = True,
 ) -> Path:
+    """The .mar and config.properties. Without `bundle_model` the archive holds only the
+    handler and the manifest: the workers read the model from RECMODEL_MODEL_DIR (large models)."""
     package = load_package(model_dir)  # refuse to package a broken model
     store = out / "model-store"
     config_dir = out / "config"
@@ -86,7 +89,8 @@ def build_model_store(
     with tempfile.TemporaryDirectory() as tmp:
         handler = Path(tmp) / "handler.py"
         handler.write_text(HANDLER_SOURCE)
-        extra = ",".join(str(path) for path in package_files(model_dir))
+        files = package_files(model_dir) if bundle_model else [model_dir / MANIFEST]
+        extra = ",".join(str(path) for path in files)
         subprocess.run(
             [
                 sys.executable,

@@ -13,12 +13,33 @@ import numpy as np
 import torch
 from torch import nn
 
+from recmodel_handlers.embeddings import RowWiseAdagrad
 from recmodel_handlers.features import FeatureEncoder, FeatureSchema, FeatureStats, fit_stats, stack_requests
 from recmodel_handlers.model import ModelConfig, RankingModel
 from recmodel_handlers.quality import auc, mean_ndcg, recall_at_k
 
 Doc = dict[str, Any]
 K = 10
+SPARSE_LR = 0.05  # row-wise Adagrad's rate for sparse tables
+
+
+@dataclass(frozen=True)
+class SizePreset:
+    """`recmodel train --size`: the model's tables and the generated shop they are trained on."""
+
+    dim: int
+    user_buckets: int
+    item_buckets: int
+    sparse: bool
+    world_users: int
+    world_items: int
+
+
+SIZES = {
+    "small": SizePreset(48, 20_000, 20_000, sparse=False, world_users=600, world_items=3_000),
+    # 16M rows x 64 = 1.02B parameters (4.1 GB fp32, 1.1 GB row-wise int8).
+    "large": SizePreset(64, 4_000_000, 12_000_000, sparse=True, world_users=20_000, world_items=50_000),
+}
 
 
 @dataclass
@@ -94,6 +115,16 @@ def popularity_scores(train_docs: Sequence[Doc], docs: Sequence[Doc]) -> list[np
     return [np.asarray([float(clicks.get(c["id"], 0)) for c in d["candidates"]]) for d in docs]
 
 
+def trained_rows(model: RankingModel, data: EncodedSet) -> dict[str, Any]:
+    """Per id table: its rows and how many of them training touched. The others keep their
+    initial values (normal(0, 1)): ids that hash there score as an unknown id would."""
+    touched = {"user_tower.user": data.user, "scorer.item": data.item}
+    return {
+        name: {"rows": table.num_embeddings, "trained": int(torch.unique(touched[name]).numel())}
+        for name, table in model.id_tables().items()
+    }
+
+
 @dataclass
 class TrainResult:
     model: RankingModel
@@ -111,8 +142,15 @@ def fit(
     lr: float,
     log: Any,
 ) -> float:
-    """Minibatch training of `model` on `data` in place; returns the seconds it took."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    """Minibatch training of `model` on `data` in place; returns the seconds it took.
+
+    Tables with sparse gradients (`ModelConfig.sparse`) are trained by row-wise Adagrad, the
+    rest by Adam."""
+    sparse = [table.weight for table in model.id_tables().values() if table.sparse]
+    dense = [p for p in model.parameters() if all(p is not s for s in sparse)]
+    optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=lr)]
+    if sparse:
+        optimizers.append(RowWiseAdagrad(sparse, lr=SPARSE_LR))
     loss_fn = nn.BCEWithLogitsLoss()
     generator = torch.Generator().manual_seed(seed)
     started = time.monotonic()
@@ -123,9 +161,11 @@ def fit(
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             loss = loss_fn(model(*data.model_inputs(batch)), data.labels[batch])
-            optimizer.zero_grad()
+            for optimizer in optimizers:
+                optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
+            for optimizer in optimizers:
+                optimizer.step()
             total += loss.item() * len(batch)
         log(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f} ({time.monotonic() - started:.1f}s)")
     model.eval()
@@ -156,6 +196,8 @@ def train(
     metrics = {
         "model": model_metrics,
         "popularity": baseline,
+        "parameters": model.parameter_count(),
+        "tables": trained_rows(model, data),
         "train_rows": len(data.item),
         "test_documents": len(test_docs),
         "train_seconds": round(seconds, 2),

@@ -18,6 +18,7 @@ from devcluster.testing import (
     condition,
     get_json,
     install_crds,
+    namespace_report,
     operator_identity,
     recmodel,
     sample,
@@ -66,7 +67,16 @@ def test_deleting_recmodels_and_their_namespace_never_waits_for_the_operator(
     operator.start()
     names = [f"gone-{i:02d}" for i in range(20)]
     _apply_all(tools, namespace, names)
-    wait_for(lambda: _ready_count(tools, namespace) == 20, timeout=120, what="20 Ready")
+    # Ready needs each ReplicaSet's pod. Kubernetes 1.36's ReplicaSet controller waits to read
+    # its own writes (StaleControllerConsistencyReplicaSet, KEP-5647) and retries a stale read
+    # with the workqueue's exponential backoff; on a loaded 2-core CI machine one RecModel in 20
+    # once took longer than 120 s.
+    wait_for(
+        lambda: _ready_count(tools, namespace) == 20,
+        timeout=300,
+        what="20 Ready",
+        explain=lambda: namespace_report(tools, namespace),
+    )
     assert all(not (recmodel(tools, namespace, n) or {})["metadata"].get("finalizers") for n in names)
     operator.stop()
 
