@@ -86,7 +86,7 @@ def measure_grid(
                     rows.setdefault(str(size), {}).setdefault(variant, []).append(row)
                     print(
                         f"  {variant:<16} {size:>5} candidates, c={concurrency:<3} p50 {row['p50_ms']:8.1f} ms  "
-                        f"p99 {row['p99_ms']:8.1f} ms  {row['rps']:8.1f} req/s",
+                        f"p99 {row['p99_ms']:8.1f} ms  {row['rps']:8.1f} req/s  {row['errors']} errors",
                         flush=True,
                     )
     return rows, answers

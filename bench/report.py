@@ -50,6 +50,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {precision} | {r['score_ms']:.2f} | {r['ndcg@10']:.4f} | {r['ndcg_drop']:.4f} | {'pass' if r['passed_gate'] else 'refused'} |"
         )
     lines += _answers(results.get("answers"))
+    lines += _errors(results["serving"])
     lines += _large(results.get("large"))
     stages = results.get("stages")
     if stages:
@@ -87,6 +88,17 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _errors(by_size: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
+    failed = [
+        f"{variant} ({size} candidates, c={r['concurrency']}: {r['errors']})"
+        for size, by_variant in by_size.items()
+        for variant, rows in by_variant.items()
+        for r in rows
+        if r.get("errors")
+    ]
+    return [f"Answers other than 200 (left out of the latencies): {', '.join(failed) or 'none'}.", ""]
+
+
 def _answers(answers: dict[str, bool] | None) -> list[str]:
     if not answers:
         return []
@@ -101,7 +113,7 @@ def _large(big: dict[str, Any] | None) -> list[str]:
     tables = ", ".join(f"{name} {t['rows']:,} rows ({t['trained']:,} trained)" for name, t in big["tables"].items())
     files = ", ".join(f"{name} {mb:,.0f} MB" for name, mb in big["files_mb"].items() if mb >= 1)
     lines = [
-        f"**Large model**: {big['parameters']:,} parameters ({tables}); trained in {big['train_seconds']:.0f} s, "
+        f"**Large model**: {big['parameters']:,} parameters ({tables}); training loop {big['train_seconds']:.0f} s, "
         f"NDCG@10 {big['ndcg@10']:.4f}. Package: {files}.",
         "",
         "| precision | RSS before load MB | loaded MB | every row hot MB | above the interpreter MB | served tensors MB "
@@ -114,7 +126,17 @@ def _large(big: dict[str, Any] | None) -> list[str]:
             f"| {precision} | {r['rss_before_load_mb']:.0f} | {r['rss_loaded_mb']:.0f} | {r['rss_hot_mb']:.0f} "
             f"| {r['model_hot_mb']:.0f} | {r['served_tensor_mb']:.0f} | {r['startup_s']:.1f} | {'-' if drop is None else f'{drop:.4f}'} |"
         )
-    lines += ["", f"Served precision (fastest through the gate): {big['best_precision']}.", ""]
+    lines += [
+        "",
+        "| precision | score ms (in-process) | NDCG@10 | drop vs fp32 | gate (0.01) |",
+        "|---|---|---|---|---|",
+    ]
+    for precision, r in big.get("gate", {}).items():
+        lines.append(
+            f"| {precision} | {r['score_ms']:.2f} | {r['ndcg@10']:.4f} | {r['ndcg_drop']:.4f} "
+            f"| {'pass' if r['passed_gate'] else 'refused'} |"
+        )
+    lines += ["", f"Served by kserve-best and the peers (the fastest through the gate): {big['best_precision']}.", ""]
     for size, by_variant in big["serving"].items():
         lines += [
             f"**Large model, {size} candidates per request**",
@@ -130,6 +152,7 @@ def _large(big: dict[str, Any] | None) -> list[str]:
                 )
         lines.append("")
     lines += _answers(big.get("answers"))
+    lines += _errors(big["serving"])
     stages = big.get("stages")
     if stages and "ids_only_request_ms" in stages:
         lines += [

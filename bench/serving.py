@@ -341,7 +341,13 @@ def servers(model_dir: Path, work: Path, best_precision: str, *, naive: bool = T
     variants["torchserve"] = Server(
         f"/predictions/{name}", torchserve_server(default_store, work / "torchserve-logs", env=ts_env)
     )
-    fp32_args = ["--precision=fp32", "--max-batch-size=1", "--cache-entries=0", "--max-candidates=5000"]
+    fp32_args = [
+        "--precision=fp32",
+        "--max-batch-size=1",
+        "--cache-entries=0",
+        "--max-candidates=5000",
+        *THROUGHPUT_ARGS,
+    ]
     variants["kserve-fp32"] = Server(
         "/v1/models/ranker:predict", kserve_server(model_dir, name, work / "kserve-fp32.log", extra_args=fp32_args)
     )
