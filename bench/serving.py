@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,28 +35,15 @@ import psutil
 
 from bench.loadgen import run_load
 from devcluster.ports import free_ports
-from devcluster.servers import kserve_server, torchserve_server, wait_http
+from devcluster.servers import kserve_replicas, kserve_server, listening_pids, torchserve_server, wait_http
 from recmodel_handlers.core import RankingCore, tune_for_serving
 from recmodel_handlers.samples import make_request
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.torchserve_package import build_model_store
 
 PEERS = ("torchserve-tuned", "ray-serve", "pytriton")
-OURS_REPLICATED = "kserve-best-replicas"  # one replica per core, one torch thread each, one shared port
-
-
-@contextmanager
-def _replicas(model_dir: Path, name: str, work: Path, best: list[str], count: int) -> Iterator[str]:
-    """`count` kserve-best replicas with one torch thread each, sharing one port (SO_REUSEPORT):
-    how a RecModel with `count` replicas of one CPU runs, the kernel spreading connections over
-    them as a Service spreads them over pods."""
-    (port,) = free_ports(1)
-    args = [*best, "--threads=1", "--reuse-port"]
-    with ExitStack() as stack:
-        for index in range(count):
-            log = work / f"{OURS_REPLICATED}-{index}.log"
-            url = stack.enter_context(kserve_server(model_dir, name, log, extra_args=args, port=port))
-        yield url
+# One replica per core, one torch thread each, sharing a port (devcluster.servers.kserve_replicas).
+OURS_REPLICATED = "kserve-best-replicas"
 
 
 @dataclass(frozen=True)
@@ -142,26 +129,13 @@ def rss_mb(pids: list[int]) -> float:
     return total / 2**20
 
 
-def _listening_pids(port: int) -> list[int]:
-    pids = sorted(
-        {
-            int(c.pid)
-            for c in psutil.net_connections(kind="tcp")
-            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
-        }
-    )
-    if not pids:
-        raise RuntimeError(f"nothing listens on {port}")
-    return pids
-
-
 def server_pids(url: str) -> list[int]:
     """The outermost process of each server listening at `url` (several replicas may share
     it): TorchServe's frontend is Java with Python workers as its children, Ray's HTTP proxy
     and replicas are the driver's grandchildren, tritonserver is PyTriton's child. CPU and
     memory are counted over these processes and all their descendants."""
     outermost = set()
-    for pid in _listening_pids(int(url.rsplit(":", 1)[1])):
+    for pid in listening_pids(int(url.rsplit(":", 1)[1])):
         top = psutil.Process(pid)
         for ancestor in top.parents():
             with suppress(psutil.Error):
@@ -355,7 +329,7 @@ def servers(model_dir: Path, work: Path, best_precision: str, *, naive: bool = T
         "/v1/models/ranker:predict", kserve_server(model_dir, name, work / "kserve-best.log", extra_args=best)
     )
     variants[OURS_REPLICATED] = Server(
-        "/v1/models/ranker:predict", _replicas(model_dir, name, work, best, os.cpu_count() or 1)
+        "/v1/models/ranker:predict", kserve_replicas(model_dir, name, work, os.cpu_count() or 1, extra_args=best)
     )
     tuned_store = _torchserve_store(model_dir, work / "torchserve-tuned", batch=32, delay_ms=5, bundle=bundle)
     tuned_env = {**ts_env, "OMP_NUM_THREADS": "1", **_env_of(peer_core)}

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from devcluster.ports import free_ports
@@ -53,6 +53,22 @@ def scraped(url: str, name: str, **labels: str) -> float:
         return metric_total(response.read().decode(), name, **labels)
 
 
+def listening_pids(port: int) -> list[int]:
+    """The processes listening on a TCP `port` (several when replicas share it)."""
+    import psutil
+
+    pids = sorted(
+        {
+            int(c.pid)
+            for c in psutil.net_connections(kind="tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+        }
+    )
+    if not pids:
+        raise RuntimeError(f"nothing listens on {port}")
+    return pids
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL after 20 s."""
     if process.poll() is None:
@@ -87,6 +103,27 @@ def kserve_server(
         yield url
     finally:
         stop_process(process)
+
+
+@contextmanager
+def kserve_replicas(
+    model_dir: Path, name: str, log_dir: Path, count: int, extra_args: list[str] | None = None
+) -> Iterator[str]:
+    """`count` `recmodel serve` processes sharing one free loopback port (`--reuse-port`, one
+    torch thread each): how `count` one-CPU replicas behind a Service run on one machine.
+    Yields the URL once every replica listens (the first to answer readiness may be alone)."""
+    (port,) = free_ports(1)
+    args = [*(extra_args or []), "--reuse-port", "--threads=1"]
+    with ExitStack() as stack:
+        for index in range(count):
+            log = log_dir / f"{name}-replica-{index}.log"
+            url = stack.enter_context(kserve_server(model_dir, name, log, extra_args=args, port=port))
+        deadline = time.monotonic() + 120
+        while len(listening_pids(port)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} replicas not listening on {port} after 120 s")
+            time.sleep(0.3)
+        yield url
 
 
 @contextmanager

@@ -42,9 +42,17 @@ def _stop_group(process: subprocess.Popen[bytes], grace: float = 20) -> None:
 
 
 @contextmanager
-def _peer(module: str, args: list[str], ready_path: str, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    port, *more = free_ports(3)
-    extra = [f"--grpc-port={more[0]}", f"--metrics-port={more[1]}"] if module.endswith("triton_server") else []
+def _peer(
+    module: str,
+    args: list[str],
+    ready_path: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    more_ports: tuple[str, ...] = (),
+) -> Iterator[str]:
+    """`module` on free loopback ports: --port, and a free port for each flag in `more_ports`."""
+    port, *more = free_ports(1 + len(more_ports))
+    extra = [f"{flag}={number}" for flag, number in zip(more_ports, more, strict=True)]
     command = [str(PEERS_PYTHON), "-m", module, f"--port={port}", *extra, *args]
     with log.open("ab") as handle:
         process = subprocess.Popen(

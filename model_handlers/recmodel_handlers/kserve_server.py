@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+import torch
 from kserve import Model
 
 from recmodel_handlers import jsondoc, oip
@@ -325,8 +326,6 @@ def serve(
     server: ServerSettings,
 ) -> None:
     if server.threads > 0:
-        import torch
-
         torch.set_num_threads(server.threads)
     mirror = Mirror(server.shadow_url, name, server.shadow_percent) if server.shadow_url else None
     model = RecModelServer(

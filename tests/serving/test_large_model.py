@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from devcluster.servers import kserve_server, torchserve_server
+from devcluster.servers import kserve_server, listening_pids, torchserve_server
 from recmodel_handlers.package import INT8_TABLES, WEIGHTS, load_package
 from recmodel_handlers.torchserve_package import build_model_store
 
@@ -76,11 +76,7 @@ def test_the_package_declares_its_size_and_its_untrained_rows(sparse_model: Path
 def test_int8_serving_maps_the_tables_and_passes_the_gate(sparse_model: Path, int8_server: str) -> None:
     models = httpx.get(f"{int8_server}/v1/models/ranker", timeout=10)
     assert models.status_code == 200
-    pid = next(
-        c.pid
-        for c in psutil.net_connections(kind="tcp")
-        if c.laddr and c.laddr.port == int(int8_server.rsplit(":", 1)[1]) and c.status == psutil.CONN_LISTEN
-    )
+    (pid,) = listening_pids(int(int8_server.rsplit(":", 1)[1]))
     mapped = {m.path for m in psutil.Process(pid).memory_maps()}
     assert str(sparse_model / INT8_TABLES) in mapped and str(sparse_model / WEIGHTS) in mapped
     info = httpx.get(f"{int8_server}/v2/models/ranker", timeout=10).json()

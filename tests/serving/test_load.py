@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from devcluster.servers import kserve_server
+from devcluster.servers import kserve_server, listening_pids
 from devcluster.versions import VEGETA_VERSION, bin_dir
 from recmodel_handlers.samples import make_request
 
@@ -54,10 +54,8 @@ def rss_mb(pid: int) -> float:
 
 
 def server_pid(port: int) -> int:
-    out = subprocess.run(
-        ["pgrep", "-f", f"http-port={port}"], check=False, capture_output=True, text=True
-    ).stdout.split()
-    return int(out[0])
+    (pid,) = listening_pids(port)
+    return pid
 
 
 @pytest.fixture(scope="module")
