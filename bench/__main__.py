@@ -18,7 +18,7 @@ import torch
 
 from bench import large, models, report, serving
 from bench.stages import compute_floor
-from recmodel_handlers.stage_bench import run as stage_run
+from recmodel_handlers.tools.stage_bench import run as stage_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

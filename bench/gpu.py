@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from bench import models
-from recmodel_handlers.core import RankingCore
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.tools.samples import make_request
 
 
 def timed(fn: Any, repeat: int = 50) -> float:

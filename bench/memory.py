@@ -17,7 +17,7 @@ import time
 import psutil
 import torch
 
-from recmodel_handlers.core import RankingCore
+from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
 
 

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
 
-from recmodel_handlers.features import FeatureEncoder
-from recmodel_handlers.package import load_package
+from recmodel_handlers.model.features import FeatureEncoder
+from recmodel_handlers.model.package import load_package
 
 
 def main() -> None:

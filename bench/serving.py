@@ -36,10 +36,10 @@ import psutil
 from bench.loadgen import run_load
 from devcluster.ports import free_ports
 from devcluster.servers import kserve_replicas, kserve_server, listening_pids, torchserve_server, wait_http
-from recmodel_handlers.core import RankingCore, tune_for_serving
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.ranking.core import RankingCore, tune_for_serving
+from recmodel_handlers.serving.torchserve_store import build_model_store
 from recmodel_handlers.settings import CoreSettings
-from recmodel_handlers.torchserve_package import build_model_store
+from recmodel_handlers.tools.samples import make_request
 
 PEERS = ("torchserve-tuned", "ray-serve", "pytriton")
 # One replica per core, one torch thread each, sharing a port (devcluster.servers.kserve_replicas).
@@ -196,8 +196,7 @@ def choose_best_precision(
 
 
 def _fp32_ndcg(core: RankingCore) -> float:
-    from recmodel_handlers.quality import mean_ndcg
-    from recmodel_handlers.train import K, gains_of, score_documents
+    from recmodel_handlers.ranking.quality import K, gains_of, mean_ndcg, score_documents
 
     docs = core.package.validation
     return float(mean_ndcg(score_documents(core.model, core.encoder, docs), [gains_of(d) for d in docs], K))
@@ -212,7 +211,7 @@ def in_process(model_dir: Path, candidates: int, seconds: float, max_requests: i
     cpu_before = time.process_time()
     while len(latencies) < max_requests and time.monotonic() < deadline:
         started = time.perf_counter()
-        core.rank_json(body)
+        core.rank_body(body)
         latencies.append((time.perf_counter() - started) * 1000)
     cpu = time.process_time() - cpu_before
     latencies.sort()

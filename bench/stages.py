@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from recmodel_handlers.package import load_package
+from recmodel_handlers.model.package import load_package
 
 
 def peak_matmul_gflops(dtype: torch.dtype, size: int = 2048, repeat: int = 10) -> float:

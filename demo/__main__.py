@@ -45,8 +45,8 @@ from devcluster.testing import (
     small_standalone,
     wait_for,
 )
-from recmodel_handlers.client import predict
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.tools.client import predict
+from recmodel_handlers.tools.samples import make_request
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = ("04-standalone-hpa.yaml", "07-gpu-standalone.yaml", "01-cpu-kserve.yaml")

@@ -29,7 +29,7 @@ from devcluster.prometheus import Prometheus
 from devcluster.servers import stop_process
 from devcluster.testing import apply, condition, get_json, on_process_nodes, publish_model, small_standalone, wait_for
 from devcluster.versions import VEGETA_VERSION, bin_dir
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.tools.samples import make_request
 
 LOAD, IDLE = "load", "idle"
 

@@ -35,11 +35,11 @@ def _train_package(
     out: Path, *, noise: bool = False, hidden: tuple[int, ...] = (128, 64), docs: int = 2500, version: str = "v7"
 ) -> Path:
     """A small model trained with the real training code (`noise`: on shuffled labels)."""
-    from recmodel_handlers.data import make_world, sample_documents, shuffle_labels
-    from recmodel_handlers.features import build_item_table
-    from recmodel_handlers.model import ModelConfig
-    from recmodel_handlers.package import save_package
-    from recmodel_handlers.train import train
+    from recmodel_handlers.model.features import build_item_table
+    from recmodel_handlers.model.network import ModelConfig
+    from recmodel_handlers.model.package import save_package
+    from recmodel_handlers.training.data import make_world, sample_documents, shuffle_labels
+    from recmodel_handlers.training.train import train
 
     world = make_world(0)
     train_docs = sample_documents(world, docs, 20, seed=1)

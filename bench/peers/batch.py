@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from recmodel_handlers.core import RankingCore, tune_for_serving
+from recmodel_handlers.ranking.core import RankingCore, tune_for_serving
 from recmodel_handlers.settings import CoreSettings
 
 Doc = dict[str, Any]

@@ -11,14 +11,13 @@ import signal
 import threading
 from typing import Any
 
-import orjson
 import ray
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import Response
 
 from bench.peers.batch import arguments, load_core, rank_requests
-from recmodel_handlers.core import RankingCore
+from recmodel_handlers.ranking import request
 from recmodel_handlers.settings import CoreSettings
 
 
@@ -34,8 +33,9 @@ def deployment(model_dir: str, settings: CoreSettings, replicas: int, batch_wait
 
         @serve.batch(max_batch_size=settings.max_batch_size, batch_wait_timeout_s=batch_wait_ms / 1000)
         async def rank(self, bodies: list[bytes]) -> list[bytes]:
-            requests = [RankingCore.instances_of(orjson.loads(body)) for body in bodies]
-            return [orjson.dumps({"predictions": ranked}) for ranked in rank_requests(self.core, requests)]
+            limit = settings.max_request_candidates
+            requests = [request.decode(body, limit).docs for body in bodies]
+            return [request.v1_response(ranked) for ranked in rank_requests(self.core, requests)]
 
         async def __call__(self, request: Request) -> Response:
             if request.method == "GET":

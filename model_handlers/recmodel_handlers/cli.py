@@ -17,10 +17,11 @@ def _next_version(version: str) -> str:
 
 def _retrain(args: argparse.Namespace) -> None:
     """`train --from DIR --data new.csv`: warm start from a packaged model, refuse a regression."""
-    from recmodel_handlers.data import load_csv
-    from recmodel_handlers.features import build_item_table
-    from recmodel_handlers.package import load_package, save_package
-    from recmodel_handlers.train import K, retrain
+    from recmodel_handlers.model.features import build_item_table
+    from recmodel_handlers.model.package import load_package, save_package
+    from recmodel_handlers.ranking.quality import K
+    from recmodel_handlers.training.data import load_csv
+    from recmodel_handlers.training.train import retrain
 
     if not args.data:
         raise SystemExit("--from needs --data: the new interactions (CSV) to train on")
@@ -76,11 +77,11 @@ def _train(args: argparse.Namespace) -> None:
     if args.from_dir:
         _retrain(args)
         return
-    from recmodel_handlers.data import load_csv, make_world, sample_documents
-    from recmodel_handlers.features import FeatureSchema, build_item_table
-    from recmodel_handlers.model import ModelConfig
-    from recmodel_handlers.package import save_package
-    from recmodel_handlers.train import SIZES, train
+    from recmodel_handlers.model.features import FeatureSchema, build_item_table
+    from recmodel_handlers.model.network import ModelConfig
+    from recmodel_handlers.model.package import save_package
+    from recmodel_handlers.training.data import load_csv, make_world, sample_documents
+    from recmodel_handlers.training.train import SIZES, train
 
     size = SIZES[args.size]
     candidates_per_doc = 20
@@ -127,7 +128,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _package(args: argparse.Namespace) -> None:
-    from recmodel_handlers.torchserve_package import build_model_store
+    from recmodel_handlers.serving.torchserve_store import build_model_store
 
     build_model_store(
         Path(args.model_dir),
@@ -159,7 +160,7 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 
 def _serve(args: argparse.Namespace) -> None:
     _limit_malloc_arenas()
-    from recmodel_handlers.kserve_server import serve
+    from recmodel_handlers.serving.kserve_model import serve
     from recmodel_handlers.settings import CoreSettings, ServerSettings
 
     serve(
@@ -175,7 +176,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from recmodel_handlers.client import predict
+    from recmodel_handlers.tools.client import predict
 
     request = json.loads(Path(args.request).read_text())
     result = predict(args.url, args.name, request, host=args.host, protocol=args.protocol)
@@ -186,8 +187,8 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _explain(args: argparse.Namespace) -> None:
-    from recmodel_handlers.client import explain
-    from recmodel_handlers.explain_view import heat_map, table
+    from recmodel_handlers.tools.client import explain
+    from recmodel_handlers.tools.explain_view import heat_map, table
 
     request = json.loads(Path(args.request).read_text())
     for index, explanation in enumerate(explain(args.url, args.name, request, host=args.host)["explanations"]):
@@ -200,13 +201,13 @@ def _explain(args: argparse.Namespace) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> None:
-    from recmodel_handlers.storage import fetch
+    from recmodel_handlers.tools.storage import fetch
 
     print(fetch(args.uri, Path(args.out)))
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from recmodel_handlers.stage_bench import run
+    from recmodel_handlers.tools.stage_bench import run
 
     print(json.dumps(run(Path(args.model_dir), candidates=args.candidates, repeat=args.repeat), indent=2))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from devcluster.prometheus import Prometheus
 from devcluster.scaling_loop import LOAD, Timeline, autoscaled, load_for, run_loop, scaled_model
 from devcluster.testing import OperatorProcess
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.tools.samples import make_request
 
 MAX_REPLICAS = 4
 

@@ -36,7 +36,7 @@ from devcluster.testing import (
     small_standalone,
     wait_for,
 )
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.tools.samples import make_request
 
 ANALYSIS = {
     "steps": [25, 50, 100],

@@ -32,7 +32,7 @@ from devcluster.testing import (
     wait_for,
     wait_phase,
 )
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.tools.samples import make_request
 
 BODY = orjson.dumps({"instances": [make_request(1000)]})
 

@@ -14,7 +14,7 @@ import pytest
 from devcluster.prometheus import Prometheus, Target, running_prometheus
 from devcluster.servers import kserve_server
 from devcluster.versions import VEGETA_VERSION, bin_dir
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.tools.samples import make_request
 from recmodel_operator.render.autoscaling import prometheus_query
 from recmodel_operator.render.context import Owner, RenderContext
 from recmodel_operator.spec import RecModelSpec

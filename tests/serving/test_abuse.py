@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from devcluster.servers import kserve_server
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.tools.samples import make_request
 
 V1 = "/v1/models/ranker:predict"
 V2 = "/v2/models/ranker/infer"
@@ -163,7 +163,7 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes, int, str]] = [
     ),
     ("v2 unknown version", "POST", "/v2/models/ranker/versions/v8/infer", {}, v2(BYTES_INPUT), 404, "v8"),
     ("bad deadline header", "POST", V1, {"x-request-timeout-ms": "soon"}, v1(GOOD), 400, "x-request-timeout-ms"),
-    ("wrong method", "GET", V2, {}, b"", 405, "Method Not Allowed"),
+    ("wrong method", "GET", V2, {}, b"", 405, "GET is not allowed"),
     ("unknown path", "GET", "/v2/nothing/here", {}, b"", 404, "Not Found"),
 ]
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recmodel_handlers.package import load_package
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.model.package import load_package
+from recmodel_handlers.tools.samples import make_request
 
 RECMODEL = str(Path(sys.executable).parent / "recmodel")
 

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from devcluster.servers import kserve_server, scraped
-from recmodel_handlers.core import RankingCore
-from recmodel_handlers.data import make_world, sample_documents
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.tools.samples import make_request
+from recmodel_handlers.training.data import make_world, sample_documents
 
 BIN = Path(sys.executable).parent
 GROUPS = ["user", "context", "item", "category", "brand", "price", "popularity", "rating", "discount"]

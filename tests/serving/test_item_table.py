@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from devcluster.servers import kserve_server
-from recmodel_handlers.core import RankingCore
-from recmodel_handlers.data import make_world, sample_documents
-from recmodel_handlers.package import load_package
+from recmodel_handlers.model.package import load_package
+from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.training.data import make_world, sample_documents
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from devcluster.servers import metric_total
-from recmodel_handlers.client import predict
-from recmodel_handlers.core import RankingCore
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.tools.client import predict
+from recmodel_handlers.tools.samples import make_request
 
 
 @pytest.fixture(scope="module")

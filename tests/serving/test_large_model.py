@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from devcluster.servers import kserve_server, listening_pids, torchserve_server
-from recmodel_handlers.package import INT8_TABLES, WEIGHTS, load_package
-from recmodel_handlers.torchserve_package import build_model_store
+from recmodel_handlers.model.package import INT8_TABLES, WEIGHTS, load_package
+from recmodel_handlers.serving.torchserve_store import build_model_store
 
 RECMODEL = str(Path(sys.executable).parent / "recmodel")
 

@@ -18,7 +18,7 @@ import pytest
 
 from devcluster.servers import kserve_server, listening_pids
 from devcluster.versions import VEGETA_VERSION, bin_dir
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.tools.samples import make_request
 
 BIN = Path(sys.executable).parent
 VEGETA = bin_dir() / f"vegeta-{VEGETA_VERSION}"

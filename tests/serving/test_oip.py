@@ -17,9 +17,9 @@ from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
 
 from devcluster.servers import kserve_server
-from recmodel_handlers.core import RankingCore
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.tools.samples import make_request
 
 SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "rest_predict_v2.yaml"
 BIN = Path(sys.executable).parent

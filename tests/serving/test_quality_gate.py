@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from recmodel_handlers.core import RankingCore
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.tools.samples import make_request
 
 
 @pytest.mark.parametrize("precision", ["int8", "bf16", "fp16"])

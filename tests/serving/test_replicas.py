@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from devcluster.servers import kserve_replicas, listening_pids, metric_total
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.tools.samples import make_request
 
 
 def test_two_replicas_share_a_port_and_both_answer(trained_model: Path, tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import pytest
 from devcluster.ports import free_ports
 from devcluster.servers import kserve_server, scraped
 from devcluster.testing import wait_for
-from recmodel_handlers.client import predict
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.tools.client import predict
+from recmodel_handlers.tools.samples import make_request
 
 # The canaries here answer every copy: these tests check the comparison, not load shedding.
 ROOMY = ["--max-queue=64", "--max-queue-ms=2000"]

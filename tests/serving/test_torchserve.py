@@ -10,10 +10,10 @@ import pytest
 
 from devcluster.ports import free_ports
 from devcluster.servers import have_java, torchserve_server
-from recmodel_handlers.core import RankingCore
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.ranking.core import RankingCore
+from recmodel_handlers.serving.torchserve_store import build_model_store
 from recmodel_handlers.settings import CoreSettings
-from recmodel_handlers.torchserve_package import build_model_store
+from recmodel_handlers.tools.samples import make_request
 
 pytestmark = pytest.mark.skipif(not have_java(), reason="TorchServe needs Java")
 

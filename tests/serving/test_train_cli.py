@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recmodel_handlers.data import make_world, sample_documents, shuffle_labels, write_csv
-from recmodel_handlers.package import load_package
+from recmodel_handlers.model.package import load_package
+from recmodel_handlers.training.data import make_world, sample_documents, shuffle_labels, write_csv
 
 RECMODEL = str(Path(sys.executable).parent / "recmodel")
 

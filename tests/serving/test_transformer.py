@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from devcluster.servers import kserve_server
-from recmodel_handlers.client import predict
-from recmodel_handlers.core import RankingCore
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.tools.client import predict
+from recmodel_handlers.tools.samples import make_request
 
 
 def test_transformer_and_predictor_answer_like_role_all(trained_model: Path, tmp_path: Path) -> None:

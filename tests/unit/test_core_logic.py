@@ -7,11 +7,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from recmodel_handlers.batching import MicroBatcher
-from recmodel_handlers.cache import LruTtlCache
-from recmodel_handlers.features import RankingRules
-from recmodel_handlers.quality import auc, ndcg_at_k
-from recmodel_handlers.ranking import rank_items
+from recmodel_handlers.model.features import RankingRules
+from recmodel_handlers.ranking.batching import MicroBatcher
+from recmodel_handlers.ranking.cache import LruTtlCache
+from recmodel_handlers.ranking.quality import auc, ndcg_at_k
+from recmodel_handlers.ranking.rules import rank_items
 from recmodel_operator.drift import contains
 from recmodel_operator.render.context import Owner, RenderContext
 from recmodel_operator.spec import RecModelSpec

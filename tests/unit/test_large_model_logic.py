@@ -11,20 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from recmodel_handlers.data import make_world, sample_documents
-from recmodel_handlers.embeddings import (
+from recmodel_handlers.errors import RequestError
+from recmodel_handlers.model.embeddings import (
     Int8RowwiseEmbedding,
     RowWiseAdagrad,
     dequantize_rows,
     quantize_rows,
     release_pages,
 )
-from recmodel_handlers.errors import RequestError
-from recmodel_handlers.features import FeatureEncoder, FeatureSchema, build_item_table, fit_stats
-from recmodel_handlers.model import ModelConfig, RankingModel
-from recmodel_handlers.optimize import with_precision
-from recmodel_handlers.package import INT8_TABLES, WEIGHTS, load_package, save_package
-from recmodel_handlers.train import encode_set, fit, trained_rows
+from recmodel_handlers.model.features import FeatureEncoder, FeatureSchema, build_item_table, fit_stats
+from recmodel_handlers.model.network import ModelConfig, RankingModel
+from recmodel_handlers.model.package import INT8_TABLES, WEIGHTS, load_package, save_package
+from recmodel_handlers.ranking.precision import with_precision
+from recmodel_handlers.training.data import make_world, sample_documents
+from recmodel_handlers.training.train import encode_set, fit, trained_rows
 
 SCHEMA = FeatureSchema(user_buckets=5_000, item_buckets=50_000)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recmodel_handlers.data import make_world, sample_documents
+from recmodel_handlers.training.data import make_world, sample_documents
 
 STRIP = ("label", "relevance")
 

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import orjson
 
-from recmodel_handlers import serving_metrics as m
-from recmodel_handlers.agreement import ranking_agreement
+from recmodel_handlers.serving import metrics as m
+from recmodel_handlers.serving.agreement import ranking_agreement
 
 log = logging.getLogger(__name__)
 

@@ -14,18 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import torch
 
-from recmodel_handlers.cache import LruTtlCache
-from recmodel_handlers.embeddings import release_pages
-from recmodel_handlers.errors import QualityGateError, RequestError
-from recmodel_handlers.explain import MAX_EXPLAINED, explain
-from recmodel_handlers.features import EncodedRequest, FeatureEncoder
-from recmodel_handlers.model import RankingModel
-from recmodel_handlers.optimize import GateResult, compiled, quality_gate, with_precision
-from recmodel_handlers.package import Package, load_package
-from recmodel_handlers.ranking import rank_items
+from recmodel_handlers.errors import QualityGateError
+from recmodel_handlers.model import inputs
+from recmodel_handlers.model.embeddings import release_pages
+from recmodel_handlers.model.features import EncodedRequest, FeatureEncoder
+from recmodel_handlers.model.network import RankingModel
+from recmodel_handlers.model.package import Package, load_package
+from recmodel_handlers.ranking import request
+from recmodel_handlers.ranking.cache import LruTtlCache
+from recmodel_handlers.ranking.explain import EXPLAIN_METHOD, MAX_EXPLAINED, explain, groups_of
+from recmodel_handlers.ranking.precision import GateResult, compiled, quality_gate, with_precision
+from recmodel_handlers.ranking.rules import rank_items
 from recmodel_handlers.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,11 @@ def tune_for_serving() -> None:
 
 def pick_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _as_documents(docs: list[Any]) -> request.Documents:
+    """Documents handed over in-process, named in errors as the V1 envelope would name them."""
+    return request.Documents(docs, [f"instances[{i}]" for i in range(len(docs))])
 
 
 @dataclass
@@ -165,67 +171,55 @@ class RankingCore:
         return ScoredBatch(scores=np.split(scores, np.cumsum(sizes)[:-1]), cache_hits=hits, candidates=sum(sizes))
 
     @torch.inference_mode()
-    def score_tensors(self, tensors: dict[str, torch.Tensor]) -> np.ndarray:
-        """The predictor role: feature tensors from a transformer in, probabilities out."""
-        t = {name: value.to(self.device) for name, value in tensors.items()}
-        users = self.model.user_tower(t["user"], t["segment"], t["device"], t["query"], t["user_dense"])
-        logits = self.model.scorer(users[t["owner"]], t["item"], t["category"], t["brand"], t["item_dense"])
+    def score_tensors(self, tensors: inputs.Tensors) -> np.ndarray:
+        """The predictor role: the model's input tensors (`model.inputs`) in, probabilities out."""
+        logits = self.model(*(t.to(self.device) for t in inputs.ordered(tensors)))
         return np.asarray(torch.sigmoid(logits.float()).cpu().numpy())
 
-    def finish(self, request: EncodedRequest, scores: np.ndarray) -> Doc:
-        items = rank_items(request.candidates.ids, request.candidates.categories, scores, request.rules)
-        return {"items": items, "model": self.name, "version": self.version}
+    def finish(self, encoded: EncodedRequest, scores: np.ndarray) -> Doc:
+        items = rank_items(encoded.candidates.ids, encoded.candidates.categories, scores, encoded.rules)
+        return request.prediction(items, self.name, self.version)
 
     def explain(self, docs: list[Any]) -> list[Doc]:
+        return self.explain_documents(_as_documents(docs))
+
+    def explain_documents(self, found: request.Documents) -> list[Doc]:
         """The ranking, each shown item with its score's Shapley values per feature group
-        (`recmodel_handlers.explain`); at most MAX_EXPLAINED items per document."""
+        (`recmodel_handlers.ranking.explain`); at most MAX_EXPLAINED items per document."""
         model = self.model if isinstance(self.model, RankingModel) else self.package.model
-        encoded = [self.encode(doc) for doc in docs]
+        encoded = request.encode(self.encoder, found)
         batch = self.score(encoded)
         results = []
-        for request, scores in zip(encoded, batch.scores, strict=True):
-            ranked = self.finish(request, scores)
-            position = {cid: i for i, cid in enumerate(request.candidates.ids)}
+        for one, scores in zip(encoded, batch.scores, strict=True):
+            ranked = self.finish(one, scores)
+            position = {cid: i for i, cid in enumerate(one.candidates.ids)}
             shown = ranked["items"][:MAX_EXPLAINED]
-            why = explain(model, request, [position[item["id"]] for item in shown], self.device)
+            if not shown:  # every candidate excluded: nothing to explain, as :predict answers
+                ranked.update(groups=groups_of(model), method=EXPLAIN_METHOD)
+                results.append(ranked)
+                continue
+            why = explain(model, one, [position[item["id"]] for item in shown], self.device)
             ranked["items"] = [{**item, **why.item(k)} for k, item in enumerate(shown)] + ranked["items"][
                 MAX_EXPLAINED:
             ]
             ranked["groups"] = why.groups
-            ranked["method"] = "shapley-over-feature-groups"
+            ranked["method"] = EXPLAIN_METHOD
             results.append(ranked)
         return results
 
     def rank(self, docs: list[Any]) -> list[Doc]:
         """Documents in, ranked results out, all in one forward pass."""
-        encoded = [self.encode(doc) for doc in docs]
+        return self.rank_documents(_as_documents(docs))
+
+    def rank_documents(self, found: request.Documents) -> list[Doc]:
+        encoded = request.encode(self.encoder, found)
         batch = self.score(encoded)
         return [self.finish(r, s) for r, s in zip(encoded, batch.scores, strict=True)]
 
-    # -- the V1 wire format ------------------------------------------------------------------
-    @staticmethod
-    def instances_of(payload: object) -> list[Any]:
-        if isinstance(payload, bytes | str):  # sent without a JSON content type
-            try:
-                payload = orjson.loads(payload)
-            except orjson.JSONDecodeError as error:
-                raise RequestError("body", f"is not valid JSON: {error}") from error
-        if type(payload) is not dict:
-            raise RequestError("body", 'must be a JSON object with "instances"')
-        instances = payload.get("instances")
-        if instances is None:
-            raise RequestError("instances", "is required")
-        if type(instances) is not list or not instances:
-            raise RequestError("instances", "must be a non-empty list of ranking documents")
-        return instances
-
-    def rank_json(self, body: bytes) -> bytes:
+    def rank_body(self, body: bytes) -> bytes:
         """Bytes in, bytes out: the whole V1 request without any server around it."""
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            raise RequestError("body", f"is not valid JSON: {error}") from error
-        return orjson.dumps({"predictions": self.rank(self.instances_of(payload))})
+        found = request.decode(body, self.settings.max_request_candidates)
+        return request.v1_response(self.rank_documents(found))
 
     def describe(self) -> Doc:
         return {

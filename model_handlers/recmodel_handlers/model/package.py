@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from recmodel_handlers import FORMAT_VERSION
-from recmodel_handlers.embeddings import advise_random, quantize_rows
 from recmodel_handlers.errors import ModelDirError
-from recmodel_handlers.features import FeatureSchema, FeatureStats, ItemTable
-from recmodel_handlers.model import ModelConfig, RankingModel
+from recmodel_handlers.model.embeddings import advise_random, quantize_rows
+from recmodel_handlers.model.features import FeatureSchema, FeatureStats, ItemTable
+from recmodel_handlers.model.network import ModelConfig, RankingModel
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.pt"

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from recmodel_handlers.features import FeatureSchema
+from recmodel_handlers.model.features import FeatureSchema
 
 
 @dataclass(frozen=True)

@@ -16,29 +16,14 @@ batch formed is dropped unscored.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+from recmodel_handlers.errors import Overloaded
+
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class Overloaded(Exception):
-    """The work waiting would delay this request past the queue budget (HTTP 503)."""
-
-    def __init__(self, wait_seconds: float, budget_seconds: float, message: str = "") -> None:
-        super().__init__(
-            message
-            or f"busy: about {wait_seconds * 1000:.0f} ms of work is queued; the budget is {budget_seconds * 1000:.0f} ms"
-        )
-        self.wait_seconds = wait_seconds
-
-    @property
-    def retry_after(self) -> int:
-        """Whole seconds, as the Retry-After header counts them."""
-        return max(1, math.ceil(self.wait_seconds))
 
 
 class MicroBatcher(Generic[T, R]):

@@ -1,10 +1,42 @@
-"""Ranking quality metrics: NDCG@K, recall@K and AUC (numpy, no torch)."""
+"""Ranking quality: NDCG@K, recall@K and AUC, and a model's scores of documents.
+
+What the quality gate measures a precision by, and what training reports (`training.evaluate`):
+one definition for both, so the server never imports training code.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+
+from recmodel_handlers.model.features import FeatureEncoder
+from recmodel_handlers.model.inputs import ordered, stack_requests
+
+K = 10  # NDCG@K, recall@K: the cut every report and the quality gate use
+Doc = dict[str, Any]
+
+
+@torch.inference_mode()
+def score_documents(
+    model: nn.Module, encoder: FeatureEncoder, docs: Sequence[Doc], chunk: int = 64
+) -> list[np.ndarray]:
+    """Scores per document (float64), in the order of its candidates."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(docs), chunk):
+        part = docs[start : start + chunk]
+        tensors = stack_requests([encoder.encode(doc) for doc in part])
+        scores = model(*ordered(tensors)).float().numpy().astype(np.float64)
+        out.extend(np.split(scores, np.cumsum([len(d["candidates"]) for d in part])[:-1]))
+    return out
+
+
+def gains_of(doc: Doc) -> np.ndarray:
+    """True relevance where the generator knows it, else the observed label."""
+    return np.asarray([float(c.get("relevance", c.get("label", 0.0))) for c in doc["candidates"]])
 
 
 def ndcg_at_k(scores: np.ndarray, gains: np.ndarray, k: int) -> float:

@@ -470,31 +470,6 @@ class FeatureEncoder:
         )
 
 
-def check_request_candidates(docs: list[Any], limit: int) -> None:
-    """The limit over a whole HTTP request, checked before any document is encoded."""
-    total = sum(len(d["candidates"]) for d in docs if type(d) is dict and type(d.get("candidates")) is list)
-    if total > limit:
-        raise RequestError("instances", f"hold {total} candidates in all; one request may carry at most {limit}")
-
-
-def stack_requests(requests: Sequence[EncodedRequest]) -> dict[str, torch.Tensor]:
-    """Many encoded requests as the model's named inputs: one row per request on the user side,
-    one per candidate on the item side, `owner` mapping candidates to their request."""
-    sizes = torch.tensor([len(r.candidates.ids) for r in requests])
-    return {
-        "user": torch.cat([r.user.user for r in requests]),
-        "segment": torch.cat([r.user.segment for r in requests]),
-        "device": torch.cat([r.user.device for r in requests]),
-        "query": torch.cat([r.user.query for r in requests]),
-        "user_dense": torch.cat([r.user.dense for r in requests]),
-        "owner": torch.repeat_interleave(torch.arange(len(requests)), sizes),
-        "item": torch.cat([r.candidates.item for r in requests]),
-        "category": torch.cat([r.candidates.category for r in requests]),
-        "brand": torch.cat([r.candidates.brand for r in requests]),
-        "item_dense": torch.cat([r.candidates.dense for r in requests]),
-    }
-
-
 def raw_dense(docs: Iterable[Doc], schema: FeatureSchema) -> tuple[np.ndarray, np.ndarray]:
     """Raw user and item dense values of training documents, for fitting the statistics."""
     users: list[list[float]] = []

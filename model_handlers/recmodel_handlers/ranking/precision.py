@@ -14,11 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from recmodel_handlers.embeddings import Int8RowwiseEmbedding, SharedLookup, quantize_rows
-from recmodel_handlers.features import FeatureEncoder
-from recmodel_handlers.model import RankingModel
-from recmodel_handlers.quality import mean_ndcg
-from recmodel_handlers.train import K, gains_of, score_documents
+from recmodel_handlers.model.embeddings import Int8RowwiseEmbedding, SharedLookup, quantize_rows
+from recmodel_handlers.model.features import FeatureEncoder
+from recmodel_handlers.model.network import RankingModel
+from recmodel_handlers.ranking.quality import K, gains_of, mean_ndcg, score_documents
 
 log = logging.getLogger(__name__)
 

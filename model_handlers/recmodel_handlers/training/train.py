@@ -1,25 +1,24 @@
-"""Training and evaluation on ranking documents, with the serving feature code."""
+"""Training on ranking documents, with the serving feature code (`model.features`)."""
 
 from __future__ import annotations
 
 import copy
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from recmodel_handlers.embeddings import RowWiseAdagrad
-from recmodel_handlers.features import FeatureEncoder, FeatureSchema, FeatureStats, fit_stats, stack_requests
-from recmodel_handlers.model import ModelConfig, RankingModel
-from recmodel_handlers.quality import auc, mean_ndcg, recall_at_k
+from recmodel_handlers.model.embeddings import RowWiseAdagrad
+from recmodel_handlers.model.features import FeatureEncoder, FeatureSchema, FeatureStats, fit_stats
+from recmodel_handlers.model.inputs import stack_requests
+from recmodel_handlers.model.network import ModelConfig, RankingModel
+from recmodel_handlers.ranking.quality import K, score_documents
+from recmodel_handlers.training.evaluate import evaluate, popularity_scores
 
 Doc = dict[str, Any]
-K = 10
 SPARSE_LR = 0.05  # row-wise Adagrad's rate for sparse tables
 
 
@@ -78,41 +77,6 @@ def encode_set(encoder: FeatureEncoder, docs: Sequence[Doc]) -> EncodedSet:
     tensors = stack_requests([encoder.encode(doc) for doc in docs])
     labels = torch.tensor([float(c.get("label", False)) for d in docs for c in d["candidates"]])
     return EncodedSet(**tensors, labels=labels)
-
-
-@torch.inference_mode()
-def score_documents(
-    model: nn.Module, encoder: FeatureEncoder, docs: Sequence[Doc], chunk: int = 64
-) -> list[np.ndarray]:
-    """Scores per document (float64), in the order of its candidates."""
-    out: list[np.ndarray] = []
-    for start in range(0, len(docs), chunk):
-        part = docs[start : start + chunk]
-        data = encode_set(encoder, part)
-        scores = model(*data.model_inputs(torch.arange(len(data.item)))).float().numpy().astype(np.float64)
-        sizes = np.cumsum([len(d["candidates"]) for d in part])[:-1]
-        out.extend(np.split(scores, sizes))
-    return out
-
-
-def gains_of(doc: Doc) -> np.ndarray:
-    """True relevance where the generator knows it, else the observed label."""
-    return np.asarray([float(c.get("relevance", c.get("label", 0.0))) for c in doc["candidates"]])
-
-
-def evaluate(per_doc_scores: Sequence[np.ndarray], docs: Sequence[Doc]) -> dict[str, float]:
-    labels = [np.asarray([float(c.get("label", False)) for c in d["candidates"]]) for d in docs]
-    return {
-        f"ndcg@{K}": mean_ndcg(per_doc_scores, [gains_of(d) for d in docs], K),
-        f"recall@{K}": float(np.mean([recall_at_k(s, y, K) for s, y in zip(per_doc_scores, labels, strict=True)])),
-        "auc": auc(np.concatenate(per_doc_scores), np.concatenate(labels)),
-    }
-
-
-def popularity_scores(train_docs: Sequence[Doc], docs: Sequence[Doc]) -> list[np.ndarray]:
-    """Baseline: how often the item was clicked in training."""
-    clicks: Counter[str] = Counter(c["id"] for d in train_docs for c in d["candidates"] if c.get("label"))
-    return [np.asarray([float(clicks.get(c["id"], 0)) for c in d["candidates"]]) for d in docs]
 
 
 def trained_rows(model: RankingModel, data: EncodedSet) -> dict[str, Any]:

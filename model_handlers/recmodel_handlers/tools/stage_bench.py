@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import torch
 
-from recmodel_handlers.core import RankingCore, tune_for_serving
-from recmodel_handlers.samples import make_request
+from recmodel_handlers.ranking.core import RankingCore, tune_for_serving
 from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.tools.samples import make_request
 
 
 def _interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
@@ -65,8 +65,8 @@ def stage_times(core: RankingCore, candidates: int, repeat: int) -> dict[str, fl
             "score_ms": lambda: core.score([encoded]),
             "rank_ms": lambda: core.finish(encoded, scores),
             "json_encode_ms": lambda: orjson.dumps({"predictions": [result]}),
-            "request_bytes_in_out_ms": lambda: core.rank_json(body),
-            **({"ids_only_request_ms": lambda: core.rank_json(ids_only)} if core.package.items else {}),
+            "request_bytes_in_out_ms": lambda: core.rank_body(body),
+            **({"ids_only_request_ms": lambda: core.rank_body(ids_only)} if core.package.items else {}),
         },
         repeat,
     )

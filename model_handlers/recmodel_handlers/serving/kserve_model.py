@@ -24,23 +24,26 @@ import orjson
 import torch
 from kserve import Model
 
-from recmodel_handlers import jsondoc, oip
-from recmodel_handlers import serving_metrics as m
-from recmodel_handlers.batching import MicroBatcher, Overloaded
-from recmodel_handlers.core import RankingCore, ScoredBatch, tune_for_serving
-from recmodel_handlers.errors import RequestError
-from recmodel_handlers.features import EncodedRequest, FeatureEncoder, check_request_candidates, stack_requests
-from recmodel_handlers.package import load_package
-from recmodel_handlers.ranking import rank_items
-from recmodel_handlers.rest import RecModelRESTServer
+from recmodel_handlers.errors import Overloaded, RequestError, status_of
+from recmodel_handlers.model import inputs
+from recmodel_handlers.model.features import EncodedRequest, FeatureEncoder, FeatureSchema
+from recmodel_handlers.model.package import load_package
+from recmodel_handlers.ranking import request as ranking_request
+from recmodel_handlers.ranking.batching import MicroBatcher
+from recmodel_handlers.ranking.core import RankingCore, ScoredBatch, tune_for_serving
+from recmodel_handlers.ranking.rules import rank_items
+from recmodel_handlers.serving import metrics as m
+from recmodel_handlers.serving import oip
+from recmodel_handlers.serving.guard import DEADLINE_KEY, TIMEOUT_HEADER
+from recmodel_handlers.serving.mirror import Mirror
+from recmodel_handlers.serving.server import RecModelRESTServer
 from recmodel_handlers.settings import CoreSettings, ServerSettings
-from recmodel_handlers.shadow import Mirror
-from recmodel_handlers.wire import TENSORS, from_v2_inputs, to_v2_inputs
 
 log = logging.getLogger(__name__)
 V2_INPUT = "request"
 V2_OUTPUT = "ranking"
 MAX_EXPLAINS_WAITING = 4
+FORWARDED = ("x-request-id", "traceparent", "tracestate")
 
 
 @dataclass
@@ -59,60 +62,35 @@ DOCUMENT_OUTPUTS = [oip.TensorSpec(V2_OUTPUT, "BYTES", (-1,))]
 SCORE_OUTPUTS = [oip.TensorSpec("scores", "FP32", (-1,))]
 
 
-def tensor_inputs(encoder: FeatureEncoder) -> list[oip.TensorSpec]:
-    """The predictor role's inputs: what `wire` puts on the wire, per request or per candidate."""
-    widths = {
-        "query": encoder.schema.max_query_tokens,
-        "user_dense": len(encoder.schema.user_dense),
-        "item_dense": len(encoder.schema.item_dense),
-    }
+def tensor_inputs(schema: FeatureSchema) -> list[oip.TensorSpec]:
+    """The predictor role's inputs, as `model.inputs` declares them."""
+    return [oip.TensorSpec(spec.name, spec.datatype, spec.shape(schema)) for spec in inputs.MODEL_INPUTS]
+
+
+def to_v2_inputs(tensors: inputs.Tensors) -> list[dict[str, Any]]:
+    by_name = {spec.name: spec for spec in inputs.MODEL_INPUTS}
     return [
-        oip.TensorSpec(name, datatype, (-1, widths[name]) if name in widths else (-1,))
-        for name, (datatype, _) in TENSORS.items()
+        {"name": name, "datatype": by_name[name].datatype, "shape": list(value.shape), "data": value.flatten().tolist()}
+        for name, value in tensors.items()
     ]
 
 
-def _docs_from_v2(request: oip.InferRequest) -> tuple[list[Any], list[str]]:
-    """The ranking documents, and where each came from (for error messages)."""
+def _document_parts(request: oip.InferRequest) -> list[tuple[bytes, str]]:
+    """The BYTES elements of the `request` input, with where each sits (for error paths)."""
     tensor = oip.expect_inputs(request, DOCUMENT_INPUTS)[V2_INPUT]
     index = next(i for i, t in enumerate(request.inputs) if t.name == V2_INPUT)
-    docs: list[Any] = []
-    origins: list[str] = []
-    for i, raw in enumerate(tensor.data):
-        assert isinstance(raw, bytes)
-        where = f"inputs[{index}].data[{i}]"
-        doc = jsondoc.loads(raw, where=where)
-        if type(doc) is dict and "instances" in doc:
-            instances = RankingCore.instances_of(doc)
-            docs.extend(instances)
-            origins.extend(f"{where}.instances[{j}]" for j in range(len(instances)))
-        else:
-            docs.append(doc)
-            origins.append(where)
-    return docs, origins
+    return [(raw, f"inputs[{index}].data[{i}]") for i, raw in enumerate(tensor.data) if isinstance(raw, bytes)]
 
 
-def _encode_all(encoder: FeatureEncoder, docs: list[Any], origins: list[str]) -> list[EncodedRequest]:
-    encoded = []
-    for doc, origin in zip(docs, origins, strict=True):
-        try:
-            encoded.append(encoder.encode(doc))
-        except RequestError as error:
-            path = error.field.removeprefix("instances[]")
-            joined = f"{origin}.{path}" if path and not path.startswith("[") else f"{origin}{path}"
-            raise RequestError(joined, error.message) from None
-    return encoded
-
-
-def status_of(error: BaseException) -> str:
-    """The HTTP status a failure of the model's work ends in (as the REST layer maps it)."""
-    if isinstance(error, RequestError):
-        return "400"
-    if isinstance(error, Overloaded):
-        return "503"
-    if isinstance(error, TimeoutError | asyncio.CancelledError):
-        return "504"
-    return "500"
+def forwarded_headers(headers: dict[str, str], request_id: str) -> dict[str, str]:
+    """What the transformer passes on to the predictor (KServe's `append_forwardable_headers`):
+    the request id, the trace context, and the time left of the request's deadline."""
+    out = {name: headers[name] for name in FORWARDED if name in headers}
+    out.setdefault("x-request-id", request_id or str(uuid.uuid4()))
+    deadline = headers.get(DEADLINE_KEY)
+    if deadline is not None:
+        out[TIMEOUT_HEADER.decode()] = f"{max(1.0, (float(deadline) - time.monotonic()) * 1000):.0f}"
+    return out
 
 
 @contextmanager
@@ -123,7 +101,7 @@ def _counted(requests: Callable[..., Any], seconds: Any, model: str) -> Iterator
     try:
         yield
     except BaseException as error:
-        code = status_of(error)
+        code = str(status_of(error))
         raise
     finally:
         requests(model=model, code=code).inc()
@@ -188,7 +166,7 @@ class RecModelServer(Model):  # type: ignore[misc]
             )
             log.info("serving %s", self.core.describe())
         if self.role == "predictor":
-            self.inputs, self.outputs = tensor_inputs(self.encoder), SCORE_OUTPUTS
+            self.inputs, self.outputs = tensor_inputs(self.encoder.schema), SCORE_OUTPUTS
         self.ready = True
         return self.ready
 
@@ -220,15 +198,14 @@ class RecModelServer(Model):  # type: ignore[misc]
             self.in_flight -= 1
             m.INFLIGHT.labels(model=self.name).dec()
 
-    async def explain_docs(self, payload: Any) -> dict[str, Any]:
+    async def explain_docs(self, body: bytes) -> dict[str, Any]:
         """V1 `:explain`: the ranking plus each shown item's Shapley values per feature group.
-        One explanation at a time, on its own thread: the ranking path's batcher never waits
-        for it."""
+        The same decoding, limits and error paths as `:predict`. One explanation at a time, on
+        its own thread: the ranking path's batcher never waits for it."""
         if self.core is None:
             raise RequestError("verb", "explain is served by the role that scores (all), not by a transformer")
         with _counted(m.EXPLAINS.labels, m.EXPLAIN_SECONDS.labels(model=self.name), self.name):
-            docs = RankingCore.instances_of(payload)
-            check_request_candidates(docs, self.settings.max_request_candidates)
+            docs = ranking_request.decode(body, self.settings.max_request_candidates)
             if self._explain_waiting >= MAX_EXPLAINS_WAITING:
                 raise Overloaded(0.0, 0.0, f"busy: {self._explain_waiting} explanations are waiting already")
             self._explain_waiting += 1
@@ -238,7 +215,7 @@ class RecModelServer(Model):  # type: ignore[misc]
                 self._explain_waiting -= 1
             try:
                 loop = asyncio.get_running_loop()
-                results = await loop.run_in_executor(self._explain_thread, self.core.explain, docs)
+                results = await loop.run_in_executor(self._explain_thread, self.core.explain_documents, docs)
             finally:
                 self._explaining.release()
             return {"explanations": results}
@@ -248,23 +225,25 @@ class RecModelServer(Model):  # type: ignore[misc]
 
     # -- the three stages --------------------------------------------------------------------
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Parsed:
-        """payload: an `oip.InferRequest` (V2) or the parsed V1 body."""
+        """payload: an `oip.InferRequest` (V2) or the V1 body (bytes, or parsed)."""
         started = time.perf_counter()
+        assert self.encoder is not None
+        limit = self.settings.max_request_candidates
+        headers = headers or {}
         if isinstance(payload, oip.InferRequest):
             oip.expect_outputs(payload, self.outputs)
+            request_id = payload.id or headers.get("x-request-id", "")
             if self.role == "predictor":
                 tensors = oip.expect_inputs(payload, self.inputs)
                 arrays = {name: np.asarray(t.data).reshape(t.shape) for name, t in tensors.items()}
-                return Parsed("v2", [], tensors=from_v2_inputs(arrays), request_id=payload.id or "")
-            (docs, origins), protocol, request_id = _docs_from_v2(payload), "v2", payload.id or ""
+                return Parsed("v2", [], tensors=inputs.from_arrays(arrays, self.encoder.schema), request_id=request_id)
+            found, protocol = ranking_request.decode_parts(_document_parts(payload), limit), "v2"
         else:
-            docs, protocol, request_id = RankingCore.instances_of(payload), "v1", ""
-            origins = [f"instances[{i}]" for i in range(len(docs))]
-        check_request_candidates(docs, self.settings.max_request_candidates)
-        assert self.encoder is not None
-        requests = _encode_all(self.encoder, docs, origins)
+            found, protocol = ranking_request.decode(payload, limit), "v1"
+            request_id = headers.get("x-request-id", "")
+        requests = ranking_request.encode(self.encoder, found)
         m.STAGE_SECONDS.labels(model=self.name, stage="features").observe(time.perf_counter() - started)
-        return Parsed(protocol, requests, request_id=request_id, docs=docs)
+        return Parsed(protocol, requests, request_id=request_id, docs=found.docs)
 
     async def predict(self, parsed: Parsed, headers: dict[str, str] | None = None) -> Any:
         """V1: the response document. V2: the output tensors."""
@@ -273,18 +252,17 @@ class RecModelServer(Model):  # type: ignore[misc]
             scores = await asyncio.get_running_loop().run_in_executor(None, self.core.score_tensors, parsed.tensors)
             return [oip.Tensor("scores", "FP32", [len(scores)], scores)]
         if self.role == "transformer":
-            per_request = await self._remote_scores(parsed.requests)
+            forwarded = forwarded_headers(headers or {}, parsed.request_id)
+            per_request = await self._remote_scores(parsed.requests, forwarded)
         else:
             assert self.batcher is not None
             self.admit()
             per_request = list(await asyncio.gather(*(self.batcher.submit(r) for r in parsed.requests)))
         started = time.perf_counter()
         results = [
-            {
-                "items": rank_items(r.candidates.ids, r.candidates.categories, scores, r.rules),
-                "model": self.name,
-                "version": self.version,
-            }
+            ranking_request.prediction(
+                rank_items(r.candidates.ids, r.candidates.categories, scores, r.rules), self.name, self.version
+            )
             for r, scores in zip(parsed.requests, per_request, strict=True)
         ]
         m.STAGE_SECONDS.labels(model=self.name, stage="rank").observe(time.perf_counter() - started)
@@ -294,18 +272,18 @@ class RecModelServer(Model):  # type: ignore[misc]
             return {"predictions": results}
         return [oip.Tensor(V2_OUTPUT, "BYTES", [len(results)], [orjson.dumps(r) for r in results])]
 
-    async def _remote_scores(self, requests: list[EncodedRequest]) -> list[np.ndarray]:
+    async def _remote_scores(self, requests: list[EncodedRequest], headers: dict[str, str]) -> list[np.ndarray]:
         """KServe's transformer contract: features here, scoring at the predictor (V2 tensors)."""
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=30.0)
         host = self.predictor_host or ""
         base = host if host.startswith("http") else f"http://{host}"
-        body = {"id": str(uuid.uuid4()), "inputs": to_v2_inputs(stack_requests(requests))}
+        body = {"id": headers["x-request-id"], "inputs": to_v2_inputs(inputs.stack_requests(requests))}
         started = time.perf_counter()
         response = await self._client.post(
             f"{base}/v2/models/{self.name}/infer",
             content=orjson.dumps(body),
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", **headers},
         )
         response.raise_for_status()
         m.STAGE_SECONDS.labels(model=self.name, stage="score").observe(time.perf_counter() - started)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from recmodel_handlers import jsondoc
 from recmodel_handlers.errors import RequestError
+from recmodel_handlers.ranking import jsondoc
 
 HEADER_LENGTH = "inference-header-content-length"
 MAX_DIMS = 8

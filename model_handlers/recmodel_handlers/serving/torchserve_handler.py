@@ -11,28 +11,16 @@ import logging
 import os
 from typing import Any
 
-import orjson
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
-from recmodel_handlers.core import RankingCore, tune_for_serving
-from recmodel_handlers.errors import RequestError
-from recmodel_handlers.features import EncodedRequest, check_request_candidates
+from recmodel_handlers.errors import ServingError
+from recmodel_handlers.model.features import EncodedRequest
+from recmodel_handlers.ranking import request
+from recmodel_handlers.ranking.core import RankingCore, tune_for_serving
 from recmodel_handlers.settings import CoreSettings
 
 log = logging.getLogger(__name__)
-
-
-def _documents(body: Any) -> list[Any]:
-    """A request body is a ranking document, {"instances": [...]}, or (KServe's envelope) one instance."""
-    if isinstance(body, bytes | bytearray | str):
-        try:
-            body = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            raise RequestError("body", f"is not valid JSON: {error}") from error
-    if type(body) is dict and "instances" in body:
-        return RankingCore.instances_of(body)
-    return [body]
 
 
 class RecModelHandler(BaseHandler):  # type: ignore[misc]
@@ -53,24 +41,25 @@ class RecModelHandler(BaseHandler):  # type: ignore[misc]
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
-        """One TorchServe batch: every valid request scored together; invalid ones get 400."""
+        """One TorchServe batch: every valid request scored together; each invalid one gets the
+        status and body `errors.py` gives it, as under KServe."""
         assert self.core is not None
         parsed: list[tuple[int, list[EncodedRequest]]] = []
         responses: list[Any] = [None] * len(data)
+        limit = self.core.settings.max_request_candidates
         for index, row in enumerate(data):
             body = row.get("body") if row.get("body") is not None else row.get("data")
             try:
-                docs = _documents(body)
-                check_request_candidates(docs, self.core.settings.max_request_candidates)
-                parsed.append((index, [self.core.encode(doc) for doc in docs]))
-            except RequestError as error:
-                context.set_response_status(400, str(error), idx=index)
-                responses[index] = orjson.dumps({"error": str(error)}).decode()
+                found = request.decode(body if body is not None else b"", limit)
+                parsed.append((index, request.encode_parsed(self.core.encoder, found, body)))
+            except ServingError as error:
+                context.set_response_status(error.status, str(error), idx=index)
+                responses[index] = error.body().decode()
         requests = [r for _, encoded in parsed for r in encoded]
         if requests:
             with torch.inference_mode():
                 scores = iter(self.core.score(requests).scores)
             for index, encoded in parsed:
                 results = [self.core.finish(r, next(scores)) for r in encoded]
-                responses[index] = orjson.dumps({"predictions": results}).decode()
+                responses[index] = request.v1_response(results).decode()
         return responses

@@ -9,10 +9,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from recmodel_handlers.package import MANIFEST, load_package, package_files
+from recmodel_handlers.model.package import MANIFEST, load_package, package_files
 
 HANDLER_SOURCE = '''"""Entry point TorchServe imports from the .mar; the handler lives in recmodel_handlers."""
-from recmodel_handlers.torchserve_handler import RecModelHandler
+from recmodel_handlers.serving.torchserve_handler import RecModelHandler
 
 
 class Handler(RecModelHandler):

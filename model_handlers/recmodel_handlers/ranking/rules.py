@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from recmodel_handlers.features import RankingRules
+from recmodel_handlers.model.features import RankingRules
 
 
 def rank_items(ids: list[str], categories: list[str], scores: np.ndarray, rules: RankingRules) -> list[dict[str, Any]]:

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from recmodel_handlers.features import EncodedRequest
-from recmodel_handlers.model import RankingModel
+from recmodel_handlers.model.features import EncodedRequest
+from recmodel_handlers.model.network import RankingModel
 
 USER_GROUPS = ("user", "context")
 ITEM_GROUPS = ("item", "category", "brand")
 MAX_EXPLAINED = 50  # items per request; beyond that the top ones are explained
+EXPLAIN_METHOD = "shapley-over-feature-groups"
 
 
 @dataclass

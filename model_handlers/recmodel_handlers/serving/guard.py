@@ -26,7 +26,14 @@ from typing import Any
 
 import orjson
 
-from recmodel_handlers.batching import Overloaded
+from recmodel_handlers.errors import (
+    BodyTooLarge,
+    DeadlineExceeded,
+    InternalError,
+    Overloaded,
+    RequestError,
+    ServingError,
+)
 from recmodel_handlers.settings import ServerSettings
 
 log = logging.getLogger("recmodel.requests")
@@ -39,10 +46,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TIMEOUT_HEADER = b"x-request-timeout-ms"
 ERROR_KEY = "recmodel.error"  # scope key where error handlers leave the message for the log line
-
-
-class BodyTooLarge(Exception):
-    pass
+DEADLINE_KEY = "recmodel.deadline"  # scope key: time.monotonic() by which the request must be answered
 
 
 class Throughput:
@@ -113,9 +117,12 @@ class ServerState:
     expired: int = 0
 
 
+INFERENCE_SUFFIXES = ("/infer", ":predict", ":explain")
+
+
 def is_inference(scope: Scope) -> bool:
     path: str = scope.get("path", "")
-    return scope.get("method") == "POST" and (path.endswith("/infer") or path.endswith(":predict"))
+    return scope.get("method") == "POST" and path.endswith(INFERENCE_SUFFIXES)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -125,17 +132,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def deadline_seconds(scope: Scope, default_ms: float) -> float | str:
-    """Seconds the request may take, or an error message about the header."""
+def deadline_seconds(scope: Scope, default_ms: float) -> float:
+    """Seconds the request may take; RequestError when the header is not a deadline."""
     raw = _header(scope, TIMEOUT_HEADER)
     if raw is None:
         return default_ms / 1000.0
+    field = f"header {TIMEOUT_HEADER.decode()}"
     try:
         asked = float(raw)
     except ValueError:
-        return f"header {TIMEOUT_HEADER.decode()}: must be milliseconds, got {raw[:40]!r}"
+        raise RequestError(field, f"must be milliseconds, got {raw[:40]!r}") from None
     if not math.isfinite(asked) or asked <= 0:
-        return f"header {TIMEOUT_HEADER.decode()}: must be a positive number of milliseconds"
+        raise RequestError(field, "must be a positive number of milliseconds")
     return min(asked, default_ms) / 1000.0
 
 
@@ -162,17 +170,17 @@ class Guard:
                     message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
             await send(message)
 
-        async def reply(code: int, error: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-            scope[ERROR_KEY] = error
-            body = orjson.dumps({"error": error})
+        async def reply(error: ServingError) -> None:
+            scope[ERROR_KEY] = str(error)
+            body = error.body()
             await tracked_send(
                 {
                     "type": "http.response.start",
-                    "status": code,
+                    "status": error.status,
                     "headers": [
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(body)).encode()),
-                        *(headers or []),
+                        *((k.encode(), v.encode()) for k, v in error.headers().items()),
                     ],
                 }
             )
@@ -180,18 +188,24 @@ class Guard:
 
         try:
             await self._guarded(scope, receive, tracked_send, reply)
-        except BodyTooLarge:
+        except BodyTooLarge as error:
             if not started:
-                await reply(413, f"body: larger than the {self.settings.max_body_bytes} bytes this server accepts")
+                await reply(error)
+        except Exception as error:  # a failure of ours that no handler answered: one 500, one traceback
+            log.error("%s %s failed", scope.get("method"), _quoted(str(scope.get("path", ""))[:200]), exc_info=error)
+            if not started:
+                await reply(InternalError(error))
         finally:
             if status >= 400 or not started:
                 self._log_rejection(scope, status or 499)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send, reply: Callable[..., Awaitable[None]]) -> None:
+    async def _guarded(
+        self, scope: Scope, receive: Receive, send: Send, reply: Callable[[ServingError], Awaitable[None]]
+    ) -> None:
         limit = self.settings.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await reply(413, f"body: {declared} bytes; this server accepts at most {limit}")
+            await reply(BodyTooLarge(limit))
             return
         received = 0
 
@@ -201,15 +215,16 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(limit)
             return message
 
         if not is_inference(scope):
             await self.app(scope, counted_receive, send)
             return
-        deadline = deadline_seconds(scope, self.settings.request_timeout_ms)
-        if isinstance(deadline, str):
-            await reply(400, deadline)
+        try:
+            deadline = deadline_seconds(scope, self.settings.request_timeout_ms)
+        except RequestError as error:
+            await reply(error)
             return
         try:
             # Once the replica has been busy for a whole interval (a standing queue, not a burst),
@@ -233,7 +248,7 @@ class Guard:
             self.state.admit()
         except Overloaded as busy:
             self.state.rejected_busy += 1
-            await reply(503, str(busy), [(b"retry-after", str(busy.retry_after).encode())])
+            await reply(busy)
             return
         self.throughput.started(self.state.admitted)
         self.state.admitted += 1
@@ -244,13 +259,14 @@ class Guard:
             responded = True
             await send(message)
 
+        scope[DEADLINE_KEY] = time.monotonic() + deadline
         try:
             async with asyncio.timeout(deadline):
                 await self.app(scope, counted_receive, deadline_send)
         except TimeoutError:
             self.state.expired += 1
             if not responded:
-                await reply(504, f"deadline: not answered within {deadline * 1000:.0f} ms; the work was dropped")
+                await reply(DeadlineExceeded(deadline))
         finally:
             self.state.admitted -= 1
             self.throughput.finished(self.state.admitted)
@@ -260,11 +276,16 @@ class Guard:
     def _log_rejection(scope: Scope, status: int) -> None:
         request_id = _header(scope, b"x-request-id") or scope.get("recmodel.request_id") or "-"
         error = str(scope.get(ERROR_KEY, ""))[:300]
+        # Client-controlled text is quoted (JSON strings): a CR/LF in it cannot start a line of its own.
         log.warning(
             "rejected status=%d method=%s path=%s request_id=%s error=%s",
             status,
-            scope.get("method"),
-            scope.get("path"),
-            request_id[:64],
-            orjson.dumps(error).decode(),
+            _quoted(str(scope.get("method", ""))[:16]),
+            _quoted(str(scope.get("path", ""))[:200]),
+            _quoted(str(request_id)[:64]),
+            _quoted(error),
         )
+
+
+def _quoted(text: str) -> str:
+    return orjson.dumps(text).decode()
