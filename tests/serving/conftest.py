@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from devcluster.servers import kserve_server
+from devcluster.ports import free_ports
+from devcluster.servers import have_java, kserve_server, torchserve_server
+from recmodel_handlers.serving.torchserve_store import build_model_store
 
 
 @pytest.fixture(scope="module")
@@ -24,3 +26,15 @@ def server_url(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
         ],
     ) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def torchserve(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """TorchServe serving the packaged .mar with our handler: (inference URL, management port)."""
+    if not have_java():
+        pytest.skip("TorchServe needs Java")
+    (management_port,) = free_ports(1)
+    out = tmp_path_factory.mktemp("ts")
+    build_model_store(trained_model, out / "store", max_batch_size=8, max_latency_ms=5)
+    with torchserve_server(out / "store", out / "logs", management_port=management_port) as url:
+        yield url, management_port

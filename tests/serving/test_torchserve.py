@@ -8,32 +8,27 @@ import httpx
 import orjson
 import pytest
 
-from devcluster.ports import free_ports
-from devcluster.servers import have_java, torchserve_server
 from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.serving.torchserve_store import build_model_store
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.tools.samples import make_request
 
-pytestmark = pytest.mark.skipif(not have_java(), reason="TorchServe needs Java")
 
-
-(MANAGEMENT_PORT,) = free_ports(1)
+@pytest.fixture(scope="module")
+def torchserve_url(torchserve: tuple[str, int]) -> str:
+    return torchserve[0]
 
 
 @pytest.fixture(scope="module")
-def torchserve_url(trained_model: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    out = tmp_path_factory.mktemp("ts")
-    build_model_store(trained_model, out / "store", max_batch_size=8, max_latency_ms=5)
-    with torchserve_server(out / "store", out / "logs", management_port=MANAGEMENT_PORT) as url:
-        yield url
+def management_port(torchserve: tuple[str, int]) -> int:
+    return torchserve[1]
 
 
-def test_torchserve_runs_the_generated_settings(torchserve_url: str) -> None:
+def test_torchserve_runs_the_generated_settings(management_port: int) -> None:
     """Read back through TorchServe's own management API: one worker, our batch size and delay
     (with the settings keyed under another version than the .mar's, TorchServe would run its
     defaults: batch 1, 100 ms, a worker per core)."""
-    (model,) = httpx.get(f"http://127.0.0.1:{MANAGEMENT_PORT}/models/ranker", timeout=30).json()
+    (model,) = httpx.get(f"http://127.0.0.1:{management_port}/models/ranker", timeout=30).json()
     assert model["modelVersion"] == "7"
     assert model["batchSize"] == 8
     assert model["maxBatchDelay"] == 5

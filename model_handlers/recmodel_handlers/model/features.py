@@ -175,8 +175,13 @@ _OPTIONAL_NUMBER = {float, int, type(None)}
 _EMPTY: dict[str, Any] = {}
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+NUMBER = f"a finite number within float32's range (+/-{FLOAT32_MAX:.1e})"
+
+
 def _is_number(value: object) -> bool:
-    return (type(value) is float or type(value) is int) and math.isfinite(value)  # type: ignore[arg-type]
+    """What the model can take: a float32 (a larger finite value would saturate every score)."""
+    return (type(value) is float or type(value) is int) and -FLOAT32_MAX <= value <= FLOAT32_MAX  # type: ignore[operator]
 
 
 def _optional_str(value: object, where: str) -> str | None:
@@ -298,7 +303,7 @@ class FeatureEncoder:
             elif _is_number(value):
                 dense.append(float(value))
             else:
-                raise RequestError(f"user.features.{name}", "must be a finite number")
+                raise RequestError(f"user.features.{name}", f"must be {NUMBER}")
         tokens = [self._query(t) for t in (query or "").lower().split()[: self.schema.max_query_tokens]]
         tokens += [0] * (self.schema.max_query_tokens - len(tokens))
         key = f"{user_id}\x1f{segment}\x1f{device}\x1f{query}\x1f{dense}"
@@ -335,8 +340,11 @@ class FeatureEncoder:
         """Bare ids: rows gathered from the encoded item table (`_encode_item_table`)."""
         table = self._encoded_items
         assert table is not None
-        if len(set(ids)) != len(ids):
+        distinct = set(ids)
+        if len(distinct) != len(ids):
             _raise_duplicate(ids)
+        if "" in distinct:
+            raise RequestError(f"candidates[{ids.index('')}].id", "must not be empty")
         unknown = len(table.index)  # the table's last row
         rows = np.fromiter(map(table.index.get, ids, repeat(unknown)), dtype=np.int64, count=len(ids))
         at = torch.from_numpy(rows)
@@ -368,8 +376,11 @@ class FeatureEncoder:
             if not id_types <= _STR_OR_INT:
                 self._raise_first_error(candidates)
             ids = [str(x) for x in ids]
-        if len(set(ids)) != len(ids):
+        distinct = set(ids)
+        if len(distinct) != len(ids):
             _raise_duplicate(ids)
+        if "" in distinct:
+            self._raise_first_error(candidates)
         if not set(map(type, categories)) <= _OPTIONAL_STR or not set(map(type, brands)) <= _OPTIONAL_STR:
             self._raise_first_error(candidates)
         feature_types = set(map(type, features))
@@ -386,9 +397,14 @@ class FeatureEncoder:
         missing = sum(column.count(None) for column in columns)
         if missing:
             columns = [[math.nan if v is None else v for v in column] for column in columns]
-        raw = np.array(columns, dtype=np.float64).T
+        try:
+            raw = np.array(columns, dtype=np.float64).T
+        except OverflowError:  # an integer beyond float64 (a lenient JSON parser keeps it)
+            self._raise_first_error(candidates)
         finite = np.isfinite(raw)
-        if int(finite.size - finite.sum()) != missing or (raw[:, 0] < 0).any():  # NaN or inf sent, or a negative price
+        in_range = np.abs(raw[finite]) <= FLOAT32_MAX
+        if int(finite.size - finite.sum()) != missing or (raw[:, 0] < 0).any() or not in_range.all():
+            # NaN, inf or a number beyond float32 sent, or a negative price
             self._raise_first_error(candidates)
         return CandidateFeatures(
             ids=ids,
@@ -432,19 +448,21 @@ class FeatureEncoder:
                 raise RequestError(f"candidates[{i}].id", "is required")
             if type(cid) not in _STR_OR_INT:
                 raise RequestError(f"candidates[{i}].id", "must be a string")
+            if cid == "":
+                raise RequestError(f"candidates[{i}].id", "must not be empty")
             for name in ("category", "brand"):
                 if type(candidate.get(name)) not in _OPTIONAL_STR:
                     raise RequestError(f"candidates[{i}].{name}", "must be a string")
             price = candidate.get("price")
             if price is not None and (not _is_number(price) or price < 0):
-                raise RequestError(f"candidates[{i}].price", "must be a finite number >= 0")
+                raise RequestError(f"candidates[{i}].price", f"must be {NUMBER}, >= 0")
             features = candidate.get("features")
             if features is not None and type(features) is not dict:
                 raise RequestError(f"candidates[{i}].features", "must be an object of numbers")
             for name in self._item_feature_names:
                 value = (features or {}).get(name)
                 if value is not None and not _is_number(value):
-                    raise RequestError(f"candidates[{i}].features.{name}", "must be a finite number")
+                    raise RequestError(f"candidates[{i}].features.{name}", f"must be {NUMBER}")
         raise RequestError("candidates", "are malformed")
 
     # -- rules ---------------------------------------------------------------------------

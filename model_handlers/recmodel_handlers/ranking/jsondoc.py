@@ -60,9 +60,11 @@ def loads(body: bytes | str, where: str = "body") -> Any:
         raise RequestError(where, f"is not valid JSON: {first}") from first
     found = _find(value, "")
     if found is not None:
-        path, bad = found
+        path = found[0]
         field = f"{where}.{path}" if where != "body" and path else path or where
-        raise RequestError(field, f"{bad.literal} is not a finite number; JSON numbers must be finite")
+        raise RequestError(
+            field, "is not a finite number (NaN, Infinity or beyond float64); JSON numbers must be finite"
+        )
     raise RequestError(where, f"is not valid JSON: {first}") from first
 
 

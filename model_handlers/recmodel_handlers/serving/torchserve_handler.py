@@ -7,8 +7,10 @@ operator renders them; TorchServe passes no arguments to handlers).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from http import HTTPStatus
 from typing import Any
 
 import torch
@@ -21,6 +23,23 @@ from recmodel_handlers.ranking.core import RankingCore, tune_for_serving
 from recmodel_handlers.settings import CoreSettings
 
 log = logging.getLogger(__name__)
+
+
+def _body(row: dict[str, Any], context: Any, index: int) -> object:
+    """The request body as sent (bytes), or as TorchServe parsed it: Python's `json` for
+    application/json, text for text/*. A parsed JSON string goes back to its JSON text, so the
+    decoder cannot take it for the body's own text."""
+    name = "body" if row.get("body") is not None else "data"
+    value = row.get(name)
+    if value is None:
+        return b""
+    if not isinstance(value, str):
+        return value
+    try:
+        kind = str((context.get_request_header(index, name) or {}).get("content-type", ""))
+    except (AttributeError, TypeError, IndexError):  # a context without request headers
+        kind = ""
+    return json.dumps(value).encode() if kind.startswith("application/json") else value
 
 
 class RecModelHandler(BaseHandler):  # type: ignore[misc]
@@ -48,18 +67,21 @@ class RecModelHandler(BaseHandler):  # type: ignore[misc]
         responses: list[Any] = [None] * len(data)
         limit = self.core.settings.max_request_candidates
         for index, row in enumerate(data):
-            body = row.get("body") if row.get("body") is not None else row.get("data")
+            body = _body(row, context, index)
             try:
-                found = request.decode(body if body is not None else b"", limit)
+                found = request.decode(body, limit)
                 parsed.append((index, request.encode_parsed(self.core.encoder, found, body)))
             except ServingError as error:
-                context.set_response_status(error.status, str(error), idx=index)
-                responses[index] = error.body().decode()
+                # The standard reason phrase: TorchServe frames the phrase by its length in
+                # characters but sends its UTF-8 bytes, so a non-ASCII phrase (an id the client
+                # sent, quoted in the message) would kill the worker. The body carries the message.
+                context.set_response_status(error.status, HTTPStatus(error.status).phrase, idx=index)
+                responses[index] = error.body()
         requests = [r for _, encoded in parsed for r in encoded]
         if requests:
             with torch.inference_mode():
                 scores = iter(self.core.score(requests).scores)
             for index, encoded in parsed:
                 results = [self.core.finish(r, next(scores)) for r in encoded]
-                responses[index] = request.v1_response(results).decode()
+                responses[index] = request.v1_response(results)
         return responses
