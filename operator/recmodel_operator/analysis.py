@@ -14,11 +14,19 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from recmodel_operator import reasons
+from recmodel_operator.conditions import CanaryDecision
 from recmodel_operator.spec import CanaryAnalysisSpec, CanarySpec, RecModelSpec
 
 Obj = dict[str, Any]
 
-PROGRESSING, PROMOTED, ROLLED_BACK, SHADOW, MANUAL = "Progressing", "Promoted", "RolledBack", "Shadow", "Manual"
+PROGRESSING, PROMOTED, ROLLED_BACK, SHADOW, MANUAL = (
+    CanaryDecision.PROGRESSING,
+    CanaryDecision.PROMOTED,
+    CanaryDecision.ROLLED_BACK,
+    CanaryDecision.SHADOW,
+    CanaryDecision.MANUAL,
+)
 EVALUATE_EVERY_SECONDS = 5.0
 SHADOW_WINDOW_SECONDS = 60  # the window of the numbers a shadow canary shows (no decisions)
 
@@ -156,7 +164,7 @@ def evaluate(canary: CanarySpec, state: Obj, m: Measurements, now: str) -> Step:
     if failures:
         message = f"rolled back at {where}: {', '.join(failures)}"
         rolled = {**state, "decision": ROLLED_BACK, "weight": 0, "message": message}
-        return Step(rolled, ("Warning", "CanaryRolledBack", message))
+        return Step(rolled, ("Warning", reasons.CANARY_ROLLED_BACK, message))
     started, at = _parse(state.get("stepStartedAt")), _parse(now)
     elapsed = (at - started).total_seconds() if started and at else 0.0
     if elapsed < analysis.step_seconds:
@@ -168,11 +176,11 @@ def evaluate(canary: CanarySpec, state: Obj, m: Measurements, now: str) -> Step:
     if step >= len(steps):
         message = f"promoted {canary.storage_uri} after {len(steps)} steps"
         promoted = {**state, "decision": PROMOTED, "weight": 0, "message": message}
-        return Step(promoted, ("Normal", "CanaryPromoted", message), promote=True)
+        return Step(promoted, ("Normal", reasons.CANARY_PROMOTED, message), promote=True)
     weight = 0 if canary.shadow else steps[step]
     message = f"step {step + 1} of {len(steps)} ({weight}%): step {step} held"
     advanced = {**state, "step": step + 1, "weight": weight, "stepStartedAt": now, "message": message}
-    return Step(advanced, ("Normal", "CanaryStep", message))
+    return Step(advanced, ("Normal", reasons.CANARY_STEP, message))
 
 
 def _shadow_metrics(m: Measurements) -> list[Obj]:

@@ -22,6 +22,7 @@ from recmodel_operator.cache import (
     child_source,
     crd_serves,
 )
+from recmodel_operator.conditions import PROBLEM_PHASES, ConditionType, Phase
 from recmodel_operator.informer import WATCH_SECONDS, Informer
 from recmodel_operator.kinds import ALL_CHILD_KINDS, RECMODEL, ChildKind, kind_of
 from recmodel_operator.kube import ApiError, Kube
@@ -267,15 +268,15 @@ class Controller:
         previous = body.get("status") or {}
         if status is not None and outcome.status_written:
             before = {c.get("type"): c for c in previous.get("conditions") or []}
-            old = before.get("Reconciled") or {}
+            old = before.get(ConditionType.RECONCILED) or {}
             if outcome.problem and (old.get("reason"), old.get("message")) != outcome.problem:
                 log.warning(f"{key}: {outcome.problem[0]}: {outcome.problem[1]}")
                 events.append(("Warning", outcome.problem[0], outcome.problem[1]))
             phase, before_phase = status.get("phase"), previous.get("phase")
             # Progressing right after an apply says nothing the Applied event did not.
-            if phase != before_phase and (phase != "Progressing" or before_phase == "Ready"):
-                ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-                warning = status.get("phase") in ("Failed", "Degraded")
+            if phase != before_phase and (phase != Phase.PROGRESSING or before_phase == Phase.READY):
+                ready = next(c for c in status["conditions"] if c["type"] == ConditionType.READY)
+                warning = status.get("phase") in PROBLEM_PHASES
                 events.append(("Warning" if warning else "Normal", str(status.get("phase")), str(ready["message"])))
         events.extend(outcome.events)
         for event_type, reason, message in events:

@@ -6,6 +6,8 @@ import threading
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from recmodel_operator.conditions import Phase
+
 RECONCILES = Counter("recmodel_operator_reconciles_total", "Reconciliations by result", ["result"])
 RECONCILE_SECONDS = Histogram(
     "recmodel_operator_reconcile_duration_seconds",
@@ -19,7 +21,7 @@ RECMODELS = Gauge("recmodel_operator_recmodels", "RecModels by phase", ["phase"]
 QUEUE_DEPTH = Gauge("recmodel_operator_queue_depth", "RecModels waiting to be reconciled")
 CACHES_SYNCED = Gauge("recmodel_operator_caches_synced", "1 once every informer has listed its objects")
 LEADER = Gauge("recmodel_operator_leader", "1 while this replica holds the lease and reconciles")
-PHASES = ("Pending", "Progressing", "Ready", "Degraded", "Failed")
+PHASES = tuple(str(phase) for phase in Phase)
 
 _phase_by_key: dict[str, str] = {}
 _lock = threading.Lock()

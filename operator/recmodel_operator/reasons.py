@@ -30,6 +30,9 @@ NO_MATCHING_NODES: Final = "NoMatchingNodes"
 UNSCHEDULABLE: Final = "Unschedulable"
 
 # Events only
+CANARY_STEP: Final = "CanaryStep"
+CANARY_PROMOTED: Final = "CanaryPromoted"
+CANARY_ROLLED_BACK: Final = "CanaryRolledBack"
 FINALIZER_REMOVED: Final = "FinalizerRemoved"
 
 # Problems that a change of spec (or an install) fixes; retrying does not.

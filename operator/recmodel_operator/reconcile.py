@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from recmodel_operator import analysis, reasons
+from recmodel_operator.conditions import ConditionType
 from recmodel_operator.drift import conflicting_lists, contains, pointer, value_at
 from recmodel_operator.kinds import INFERENCE_SERVICE, KNATIVE_SERVICE, RECMODEL, SCALED_OBJECT, ChildKind, kind_of
 from recmodel_operator.kube import ApiError, Kube
@@ -274,7 +275,7 @@ def _remove_legacy_finalizer(kube: Kube, body: Obj) -> bool:
 def _rejected_before(previous: Obj, owner: Owner) -> bool:
     """Did the API server already reject a child of this very generation?"""
     for condition in previous.get("conditions") or []:
-        if condition.get("type") == "Reconciled" and condition.get("reason") == reasons.CHILD_REJECTED:
+        if condition.get("type") == ConditionType.RECONCILED and condition.get("reason") == reasons.CHILD_REJECTED:
             return bool(previous.get("observedGeneration") == owner.generation)
     return False
 

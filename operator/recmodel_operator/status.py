@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recmodel_operator import reasons
+from recmodel_operator.conditions import ConditionStatus, ConditionType, Phase
 from recmodel_operator.quantity import parse_quantity
 from recmodel_operator.render.context import RenderContext
 from recmodel_operator.render.pod import GPU_PRODUCT_LABEL, GPU_RESOURCE
@@ -24,9 +25,9 @@ class Observation:
     managed: list[Obj] = field(default_factory=list)  # what KServe made of our InferenceService
 
 
-def _condition(kind: str, ok: bool | None, reason: str, message: str) -> Obj:
-    status = "Unknown" if ok is None else ("True" if ok else "False")
-    return {"type": kind, "status": status, "reason": reason, "message": message}
+def _condition(kind: ConditionType, ok: bool | None, reason: str, message: str) -> Obj:
+    status = ConditionStatus.UNKNOWN if ok is None else (ConditionStatus.TRUE if ok else ConditionStatus.FALSE)
+    return {"type": str(kind), "status": str(status), "reason": reason, "message": message}
 
 
 def _find(children: list[Obj], kind: str, name: str | None = None) -> Obj | None:
@@ -38,7 +39,7 @@ def _find(children: list[Obj], kind: str, name: str | None = None) -> Obj | None
 
 def _ready_condition(obj: Obj) -> Obj | None:
     for condition in obj.get("status", {}).get("conditions", []) or []:
-        if condition.get("type") == "Ready":
+        if condition.get("type") == "Ready":  # KServe's own condition type, spelt as ours
             return dict(condition)
     return None
 
@@ -106,7 +107,7 @@ def _serving(context: RenderContext, children: list[Obj], desired: int, ready: i
     isvc = _find(children, "InferenceService")
     if isvc is not None:
         condition = _ready_condition(isvc)
-        if condition and condition.get("status") == "True":
+        if condition and condition.get("status") == ConditionStatus.TRUE:
             return True, reasons.INFERENCE_SERVICE_READY, "InferenceService is Ready"
         detail = (condition or {}).get("message") or "waiting for KServe to report the InferenceService Ready"
         return False, reasons.INFERENCE_SERVICE_NOT_READY, str(detail)
@@ -118,11 +119,11 @@ def _serving(context: RenderContext, children: list[Obj], desired: int, ready: i
 def failed_status(generation: int, reason: str, message: str) -> Obj:
     """The spec cannot be served as written: say why, on both conditions."""
     return {
-        "phase": "Failed",
+        "phase": str(Phase.FAILED),
         "observedGeneration": generation,
         "conditions": [
-            _condition("Ready", False, reason, message),
-            _condition("Reconciled", False, reason, message),
+            _condition(ConditionType.READY, False, reason, message),
+            _condition(ConditionType.RECONCILED, False, reason, message),
         ],
     }
 
@@ -141,30 +142,32 @@ def compute_status(context: RenderContext, observation: Observation, problem: tu
         ready_reason, ready_message = problem
     unschedulable = unschedulable_message(observation.pods)
     if unschedulable is not None:
-        schedulable = _condition("Schedulable", False, reasons.UNSCHEDULABLE, unschedulable)
+        schedulable = _condition(ConditionType.SCHEDULABLE, False, reasons.UNSCHEDULABLE, unschedulable)
     else:
         capacity = gpu_capacity_problem(context.spec, observation.nodes)
         schedulable = (
-            _condition("Schedulable", False, reasons.NO_MATCHING_NODES, capacity)
+            _condition(ConditionType.SCHEDULABLE, False, reasons.NO_MATCHING_NODES, capacity)
             if capacity
-            else _condition("Schedulable", True, reasons.NODES_AVAILABLE, "a node can hold every replica's resources")
+            else _condition(
+                ConditionType.SCHEDULABLE, True, reasons.NODES_AVAILABLE, "a node can hold every replica's resources"
+            )
         )
     reconciled = problem or (reasons.APPLIED, f"{len(children)} children match the spec")
     if problem is not None:
-        phase = "Degraded" if serving else "Failed"
+        phase = Phase.DEGRADED if serving else Phase.FAILED
     elif serving:
-        phase = "Ready"
-    elif schedulable["status"] == "False":
-        phase = "Degraded" if ready > 0 else "Pending"
+        phase = Phase.READY
+    elif schedulable["status"] == ConditionStatus.FALSE:
+        phase = Phase.DEGRADED if ready > 0 else Phase.PENDING
     else:
-        phase = "Progressing"
+        phase = Phase.PROGRESSING
     status: Obj = {
-        "phase": phase,
+        "phase": str(phase),
         "observedGeneration": generation,
         "replicas": {"desired": desired, "ready": ready},
         "conditions": [
-            _condition("Ready", serving, ready_reason, ready_message),
-            _condition("Reconciled", problem is None, *reconciled),
+            _condition(ConditionType.READY, serving, ready_reason, ready_message),
+            _condition(ConditionType.RECONCILED, problem is None, *reconciled),
             schedulable,
         ],
     }
