@@ -36,7 +36,7 @@ cluster-down: venv
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy operator/recmodel_operator model_handlers/recmodel_handlers devcluster bench demo
+	.venv/bin/mypy operator/recmodel_operator model_handlers/recmodel_handlers devcluster release bench demo
 	.venv/bin/lint-imports
 
 format: venv
@@ -55,7 +55,7 @@ crd: venv
 	cp charts/recmodel-operator/crds/recmodels.recmodel.dev.yaml manifests/01-crd.yaml
 
 manifests: venv cluster-build
-	$(PY) -m devcluster.render_manifests
+	$(PY) -m release.manifests
 
 operator: venv cluster-up
 	.devcluster/bin/kubectl --kubeconfig .devcluster/kubeconfig apply --server-side -f manifests/01-crd.yaml

@@ -222,7 +222,7 @@ OPERATOR_COUNTS = (1, 200, 1000)
 def operator_only() -> None:
     """The operator benchmark alone, into results/operator.json and operator.md."""
     from bench import operator_bench
-    from devcluster.fixtures import running_cluster
+    from devcluster.harness.fixtures import running_cluster
 
     work = RESULTS / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -286,7 +286,7 @@ def main() -> None:
 
     if not (args.quick or args.no_operator):
         from bench import operator_bench
-        from devcluster.fixtures import running_cluster
+        from devcluster.harness.fixtures import running_cluster
 
         print(f"== operator ({time.monotonic() - started:.0f}s)", flush=True)
         with running_cluster() as tools:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devcluster.servers import kserve_server
+from devcluster.harness.servers import kserve_server
 
 
 def memory(model_dir: Path, precision: str) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import psutil
 
-from devcluster.fixtures import Tools, temporary_namespace
-from devcluster.testing import (
+from devcluster.harness.fixtures import Tools, temporary_namespace
+from devcluster.harness.testing import (
     OperatorProcess,
     get_json,
     install_crds,
@@ -153,7 +153,7 @@ def run(tools: Tools, work: Path, counts: tuple[int, ...]) -> list[dict[str, Any
 def run_killed(work: Path, count: int = 1000, kill_after_s: float = 5.0) -> dict[str, Any]:
     """`count` RecModels on a cluster with neither KServe nor KEDA, the operator SIGKILLed while
     they are being created and started again: do all converge, with no child lost or doubled?"""
-    from devcluster.fixtures import bare_cluster
+    from devcluster.harness.fixtures import bare_cluster
 
     with bare_cluster(work / "bare-cluster") as tools:
         install_crds(tools, third_party=False)

@@ -34,15 +34,15 @@ import orjson
 import psutil
 
 from bench.loadgen import run_load
-from devcluster.ports import free_ports
-from devcluster.servers import kserve_replicas, kserve_server, listening_pids, torchserve_server, wait_http
+from devcluster.common.ports import free_ports
+from devcluster.harness.servers import kserve_replicas, kserve_server, listening_pids, torchserve_server, wait_http
 from recmodel_handlers.ranking.core import RankingCore, tune_for_serving
 from recmodel_handlers.serving.torchserve_store import build_model_store
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.tools.samples import make_request
 
 PEERS = ("torchserve-tuned", "ray-serve", "pytriton")
-# One replica per core, one torch thread each, sharing a port (devcluster.servers.kserve_replicas).
+# One replica per core, one torch thread each, sharing a port (devcluster.harness.servers.kserve_replicas).
 OURS_REPLICATED = "kserve-best-replicas"
 
 

@@ -27,12 +27,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from devcluster import cluster
-from devcluster.fixtures import Tools
-from devcluster.prometheus import Prometheus
-from devcluster.scaling_loop import LATENCY_WORKERS, UNITS, autoscaled, load_for, run_loop, scaled_model
-from devcluster.servers import scraped
-from devcluster.testing import (
+from devcluster.addons.prometheus import Prometheus
+from devcluster.controlplane import cluster
+from devcluster.harness.fixtures import Tools
+from devcluster.harness.scaling_loop import LATENCY_WORKERS, UNITS, autoscaled, load_for, run_loop, scaled_model
+from devcluster.harness.servers import scraped
+from devcluster.harness.testing import (
     apply,
     get_json,
     install_crds,

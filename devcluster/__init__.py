@@ -1,4 +1,16 @@
-"""A local Kubernetes control plane built from the Go module proxy and run as processes.
+"""A local Kubernetes control plane built from the Go module proxy and run as processes, in
+layers by role (each imports only the ones below it; `make lint` checks it):
 
-`python -m devcluster build|up|down|status` drives it; tests use `devcluster.fixtures`.
+    harness        what tests, the demo and the benchmark use: fixtures, model-server launchers,
+                   test helpers, the autoscaling loop
+    controlplane   `up` / `down`: etcd, kube-apiserver, controller-manager, scheduler, KWOK,
+                   the add-ons and the nodes, started and stopped together
+    addons         the systems RecModel writes objects for: KServe, KEDA, Prometheus, and an
+                   ingress controller
+    nodes          the process nodes: their specs and the node agent that runs their pods
+    common         certificates, kubeconfig, component command lines, ports, the pod network,
+                   API access and the informer (the operator's own)
+    build          the Go wrapper modules and the versions they pin, built and cached
+
+`python -m devcluster build|up|down|status` drives it; tests use `devcluster.harness.fixtures`.
 """

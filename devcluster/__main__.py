@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from devcluster import cluster
-from devcluster.build import build_all
+from devcluster.build.go import build_all
+from devcluster.controlplane import cluster
 
 
 def main() -> None:

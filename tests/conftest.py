@@ -1,4 +1,9 @@
-"""Shared fixtures: the local control plane (session), namespaces, a trained model."""
+"""Shared fixtures (the local control plane, namespaces, trained models) and the markers.
+
+`cluster` is set here on every test that needs the local control plane or its built binaries
+(one that uses the `cluster` fixture, and every test under integration/, e2e/ and monitoring/),
+so `pytest -m "not cluster"` runs what a fresh machine can run without building Kubernetes.
+`slow` marks tests of more than about 20 s each (set in their modules)."""
 
 from __future__ import annotations
 
@@ -8,10 +13,19 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from devcluster.fixtures import Tools, running_cluster, temporary_namespace
+from devcluster.harness.fixtures import Tools, running_cluster, temporary_namespace
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_CRDS = REPO.parent / "shared" / "crds"
+
+
+CLUSTER_FOLDERS = ("integration", "e2e", "monitoring")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(REPO / "tests").parts[0]
+        if folder in CLUSTER_FOLDERS or "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from devcluster.ports import free_ports
-from devcluster.servers import wait_http
+from devcluster.common.ports import free_ports
+from devcluster.harness.servers import wait_http
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEERS_PYTHON = REPO_ROOT / ".venv-peers" / "bin" / "python"

@@ -81,16 +81,15 @@ class Informer:
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     def _list_and_watch(self) -> None:
-        page = self.kube.list(self.source.kind, label_selector=self.source.label_selector)
+        selectors = {"label_selector": self.source.label_selector, "field_selector": self.source.field_selector}
+        page = self.kube.list(self.source.kind, **selectors)
         self._report(self.cache.replace(self.source, page.items))
         self.active = True
         self.synced.set()
         version = page.resource_version
         while not self.stop.is_set() and self.served(self.source.kind):
             self.heartbeat = time.monotonic()
-            for event in self.kube.watch(
-                self.source.kind, version, label_selector=self.source.label_selector, timeout_seconds=WATCH_SECONDS
-            ):
+            for event in self.kube.watch(self.source.kind, version, **selectors, timeout_seconds=WATCH_SECONDS):
                 self.heartbeat = time.monotonic()
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":

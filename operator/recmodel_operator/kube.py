@@ -81,6 +81,12 @@ def _error_from(status: int, reason: str, data: bytes) -> ApiError:
     return ApiError(status, str(body.get("reason") or reason) if isinstance(body, dict) else reason, message)
 
 
+def _selectors(label_selector: str, field_selector: str) -> list[tuple[str, str]]:
+    return [
+        (name, value) for name, value in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if value
+    ]
+
+
 class Kube:
     """Typed-enough access to the API; `requests` counts what this process sent, by verb."""
 
@@ -245,14 +251,14 @@ class Kube:
             raise
         return result
 
-    def list(self, kind: ChildKind, namespace: str | None = None, label_selector: str = "") -> Page:
+    def list(
+        self, kind: ChildKind, namespace: str | None = None, label_selector: str = "", field_selector: str = ""
+    ) -> Page:
         """Every object (paged), and the resourceVersion to watch from."""
         items: list[Obj] = []
         token = ""
         while True:
-            query = [("limit", str(PAGE_SIZE))]
-            if label_selector:
-                query.append(("labelSelector", label_selector))
+            query = [("limit", str(PAGE_SIZE)), *_selectors(label_selector, field_selector)]
             if token:
                 query.append(("continue", token))
             page = self._send("GET", kind.path(namespace), verb="list", query=query)
@@ -265,7 +271,13 @@ class Kube:
                 return Page(items, str((page.get("metadata") or {}).get("resourceVersion", "")))
 
     def watch(
-        self, kind: ChildKind, resource_version: str, *, label_selector: str = "", timeout_seconds: int = 300
+        self,
+        kind: ChildKind,
+        resource_version: str,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        timeout_seconds: int = 300,
     ) -> Iterator[Obj]:
         """Watch events from `resource_version` until the server ends the watch (after
         `timeout_seconds`); a silent connection fails after that plus a margin."""
@@ -274,9 +286,8 @@ class Kube:
             ("resourceVersion", resource_version),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout_seconds)),
+            *_selectors(label_selector, field_selector),
         ]
-        if label_selector:
-            query.append(("labelSelector", label_selector))
         response = self._send(
             "GET",
             kind.path(),

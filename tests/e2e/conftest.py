@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from devcluster.fixtures import Tools
-from devcluster.testing import install_crds
+from devcluster.harness.fixtures import Tools
+from devcluster.harness.testing import install_crds
 
 
 @pytest.fixture(scope="session")

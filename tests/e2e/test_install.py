@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 import yaml
 
-from devcluster.fixtures import Tools
-from devcluster.testing import (
+from devcluster.build.versions import KUBERNETES_VERSION
+from devcluster.harness.fixtures import Tools
+from devcluster.harness.testing import (
     condition,
     get_json,
     running_operator,
     service_account_kubeconfig,
     wait_for,
 )
-from devcluster.versions import KUBERNETES_VERSION
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
@@ -154,7 +154,7 @@ def test_values_schema_rejects_bad_values(cluster: Tools) -> None:
 
 def test_manifests_are_the_rendered_chart(cluster: Tools) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "devcluster.render_manifests", "--check"],
+        [sys.executable, "-m", "release.manifests", "--check"],
         cwd=REPO,
         capture_output=True,
         text=True,

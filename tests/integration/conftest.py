@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from devcluster.fixtures import Tools, bare_cluster
-from devcluster.testing import (
+from devcluster.harness.fixtures import Tools, bare_cluster
+from devcluster.harness.testing import (
     OperatorProcess,
     install_crds,
     install_recmodel_runtime,

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from devcluster.prometheus import Prometheus
-from devcluster.scaling_loop import LOAD, Timeline, autoscaled, load_for, run_loop, scaled_model
-from devcluster.testing import OperatorProcess
+from devcluster.addons.prometheus import Prometheus
+from devcluster.harness.scaling_loop import LOAD, Timeline, autoscaled, load_for, run_loop, scaled_model
+from devcluster.harness.testing import OperatorProcess
 from recmodel_handlers.tools.samples import make_request
 
 MAX_REPLICAS = 4

@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import orjson
 
-from devcluster.fixtures import Tools
-from devcluster.servers import scraped
-from devcluster.testing import (
+from devcluster.harness.fixtures import Tools
+from devcluster.harness.servers import scraped
+from devcluster.harness.testing import (
     OperatorProcess,
     apply,
     get_json,

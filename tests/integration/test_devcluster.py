@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from devcluster.fixtures import Tools
-from devcluster.prometheus import Prometheus, Target, registered_targets
-from devcluster.testing import wait_for
-from devcluster.versions import KUBERNETES_VERSION
+from devcluster.addons.prometheus import Prometheus, Target, registered_targets
+from devcluster.build.versions import KUBERNETES_VERSION
+from devcluster.harness.fixtures import Tools
+from devcluster.harness.testing import wait_for
 
 pytestmark = pytest.mark.cluster
 

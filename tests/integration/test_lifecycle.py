@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from devcluster.fixtures import Tools, temporary_namespace
-from devcluster.testing import (
+from devcluster.harness.fixtures import Tools, temporary_namespace
+from devcluster.harness.testing import (
     OperatorProcess,
     apply,
     condition,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from devcluster.fixtures import Tools
-from devcluster.testing import (
+from devcluster.harness.fixtures import Tools
+from devcluster.harness.testing import (
     OperatorProcess,
     apply,
     condition,

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import orjson
 
-from devcluster.fixtures import Tools
-from devcluster.prometheus import Prometheus
-from devcluster.servers import scraped
-from devcluster.testing import (
+from devcluster.addons.prometheus import Prometheus
+from devcluster.harness.fixtures import Tools
+from devcluster.harness.servers import scraped
+from devcluster.harness.testing import (
     OperatorProcess,
     apply,
     get_json,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from devcluster.prometheus import Prometheus, Target, running_prometheus
-from devcluster.servers import kserve_server
-from devcluster.versions import VEGETA_VERSION, bin_dir
+from devcluster.addons.prometheus import Prometheus, Target, running_prometheus
+from devcluster.build.versions import VEGETA_VERSION, bin_dir
+from devcluster.harness.servers import kserve_server
 from recmodel_handlers.tools.samples import make_request
 from recmodel_operator.render.autoscaling import prometheus_query
 from recmodel_operator.render.context import Owner, RenderContext

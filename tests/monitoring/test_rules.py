@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devcluster.versions import KUBERNETES_VERSION, PROMETHEUS_VERSION, REPO_ROOT, bin_dir
+from devcluster.build.versions import KUBERNETES_VERSION, PROMETHEUS_VERSION, REPO_ROOT, bin_dir
 
 PROMTOOL = bin_dir() / f"promtool-{PROMETHEUS_VERSION}"
 HELM = bin_dir() / "helm"

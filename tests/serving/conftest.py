@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from devcluster.ports import free_ports
-from devcluster.servers import have_java, kserve_server, torchserve_server
+from devcluster.common.ports import free_ports
+from devcluster.harness.servers import have_java, kserve_server, torchserve_server
 from recmodel_handlers.serving.torchserve_store import build_model_store
 
 

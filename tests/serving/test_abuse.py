@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devcluster.servers import kserve_server
+from devcluster.harness.servers import kserve_server
 from recmodel_handlers.tools.samples import make_request
 
 V1 = "/v1/models/ranker:predict"

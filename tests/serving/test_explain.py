@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from devcluster.servers import kserve_server, scraped
+from devcluster.harness.servers import kserve_server, scraped
 from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.tools.samples import make_request

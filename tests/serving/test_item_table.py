@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devcluster.servers import kserve_server
+from devcluster.harness.servers import kserve_server
 from recmodel_handlers.model.package import load_package
 from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devcluster.servers import metric_total
+from devcluster.harness.servers import metric_total
 from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.tools.client import predict

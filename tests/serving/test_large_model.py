@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from devcluster.servers import kserve_server, listening_pids, torchserve_server
+from devcluster.harness.servers import kserve_server, listening_pids, torchserve_server
 from recmodel_handlers.model.package import INT8_TABLES, WEIGHTS, load_package
 from recmodel_handlers.serving.torchserve_store import build_model_store
 

@@ -16,8 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from devcluster.servers import kserve_server, listening_pids
-from devcluster.versions import VEGETA_VERSION, bin_dir
+from devcluster.build.versions import VEGETA_VERSION, bin_dir
+from devcluster.harness.servers import kserve_server, listening_pids
 from recmodel_handlers.tools.samples import make_request
 
 BIN = Path(sys.executable).parent

@@ -16,12 +16,12 @@ import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
 
-from devcluster.servers import kserve_server
+from devcluster.harness.servers import kserve_server
 from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.tools.samples import make_request
 
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "rest_predict_v2.yaml"
+SPEC = Path(__file__).resolve().parents[1] / "third_party" / "specs" / "rest_predict_v2.yaml"
 BIN = Path(sys.executable).parent
 
 

@@ -42,7 +42,7 @@ def test_a_zero_gate_refuses_every_lossy_precision(trained_model: Path, precisio
 def test_the_gate_decision_is_visible_on_a_running_server(trained_model: Path, tmp_path: Path) -> None:
     import httpx
 
-    from devcluster.servers import kserve_server
+    from devcluster.harness.servers import kserve_server
 
     log = tmp_path / "serve.log"
     with kserve_server(trained_model, "ranker", log, extra_args=["--precision=int8", "--max-quality-drop=0"]) as url:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devcluster.servers import kserve_replicas, listening_pids, metric_total
+from devcluster.harness.servers import kserve_replicas, listening_pids, metric_total
 from recmodel_handlers.tools.samples import make_request
 
 

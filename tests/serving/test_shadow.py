@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from devcluster.ports import free_ports
-from devcluster.servers import kserve_server, scraped
-from devcluster.testing import wait_for
+from devcluster.common.ports import free_ports
+from devcluster.harness.servers import kserve_server, scraped
+from devcluster.harness.testing import wait_for
 from recmodel_handlers.tools.client import predict
 from recmodel_handlers.tools.samples import make_request
 

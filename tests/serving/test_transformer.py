@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devcluster.servers import kserve_server
+from devcluster.harness.servers import kserve_server
 from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.tools.client import predict

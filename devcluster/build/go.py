@@ -1,0 +1,139 @@
+"""Builds the control-plane binaries from the Go module proxy into a versioned cache folder.
+
+Each wrapper module under `gomod/` pins one upstream module (Kubernetes' staging modules by
+`replace`, see `pin_kubernetes.py`); Go's own module and build caches make rebuilds cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from devcluster.build.versions import BINARIES, COMPONENTS, GOMOD_DIR, KWOK_VERSION, Component, bin_dir, cache_dir
+
+KWOK_STAGE_FILES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat/node-heartbeat.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+
+
+def _log(message: str) -> None:
+    print(f"[devcluster] {message}", file=sys.stderr, flush=True)
+
+
+def go_binary() -> str:
+    """`go` from PATH, else the standard install location (CI's PATH may not name it)."""
+    found = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if Path(p).exists()), None)
+    if found is None:
+        raise SystemExit("go is not installed: the control plane is built from the Go module proxy")
+    return found
+
+
+def _go_env(name: str) -> str:
+    return subprocess.run([go_binary(), "env", name], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _build_component(component: Component, out_dir: Path) -> None:
+    module_dir = GOMOD_DIR / component.module_dir
+    ldflags = " ".join(("-s", "-w", *component.version_ldflags))
+    for name, package in component.binaries().items():
+        if (out_dir / name).exists():
+            continue
+        _log(f"building {name} {component.version} from {package}")
+        started = time.monotonic()
+        tmp = out_dir / f".{name}.tmp"
+        subprocess.run(
+            [go_binary(), "build", "-mod=readonly", "-ldflags", ldflags, "-o", str(tmp), package],
+            cwd=module_dir,
+            check=True,
+        )
+        tmp.rename(out_dir / name)
+        _log(f"built {name} in {time.monotonic() - started:.0f}s")
+
+
+def module_source(module: str, version: str, wrapper: str) -> Path:
+    """An upstream module's source as the Go module cache holds it (its CRDs and configs live
+    there), downloaded through the wrapper module `gomod/<wrapper>` when the cache lacks it."""
+    path = Path(_go_env("GOMODCACHE")) / f"{module}@{version}"
+    if not path.exists():
+        subprocess.run([go_binary(), "mod", "download", f"{module}@{version}"], cwd=GOMOD_DIR / wrapper, check=True)
+    return path
+
+
+def kwok_stages_file() -> Path:
+    return cache_dir() / "kwok-stages.yaml"
+
+
+def _write_kwok_stages() -> None:
+    """KWOK's binary has no built-in stages; its module ships the standard ones as YAML."""
+    target = kwok_stages_file()
+    if target.exists():
+        return
+    module = module_source("sigs.k8s.io/kwok", KWOK_VERSION, "kwok")
+    docs = [(module / rel).read_text() for rel in KWOK_STAGE_FILES]
+    target.write_text("\n---\n".join(doc.strip() for doc in docs) + "\n")
+
+
+# Debian 12's own archive, for a machine whose apt cannot download (no package lists, no root).
+NGINX_DEB = (
+    "http://deb.debian.org/debian/pool/main/n/nginx/nginx_1.22.1-9+deb12u9_amd64.deb",
+    "4e7b52f8b31f26d77ffb5c427c41e36223e81b047242ecfa8dc1d7f939734885",
+)
+
+
+def _download_nginx_deb(folder: Path) -> Path:
+    """Debian's nginx package: apt's current one, else the pinned one from the archive (checked)."""
+    if (
+        subprocess.run(["apt-get", "download", "-q", "nginx"], cwd=folder, capture_output=True, check=False).returncode
+        == 0
+    ):
+        return next(folder.glob("nginx_*.deb"))
+    url, sha256 = NGINX_DEB
+    _log(f"apt-get download nginx failed; fetching {url}")
+    with urllib.request.urlopen(url, timeout=120) as response:
+        data = response.read()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise RuntimeError(f"{url}: unexpected sha256")
+    target = folder / url.rsplit("/", 1)[1]
+    target.write_bytes(data)
+    return target
+
+
+def nginx_binary() -> Path:
+    """nginx from Debian's package (what the devcluster's ingress controller drives), unpacked
+    into the cache without installing it: no service starts, nothing lands in /etc."""
+    found = sorted(cache_dir().glob("nginx-*/usr/sbin/nginx"))
+    if found:
+        return found[-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        package = _download_nginx_deb(Path(tmp))
+        version = package.name.split("_")[1]
+        target = cache_dir() / f"nginx-{version}"
+        subprocess.run(["dpkg-deb", "-x", str(package), str(target)], check=True)
+    _log(f"unpacked nginx {version} from Debian's package into {target}")
+    return target / "usr" / "sbin" / "nginx"
+
+
+def missing_binaries() -> list[str]:
+    return [name for name in BINARIES if not (bin_dir() / name).exists()]
+
+
+def build_all() -> Path:
+    """Builds whatever is missing; returns the folder with the binaries."""
+    out_dir = bin_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    go_binary()
+    for component in COMPONENTS.values():
+        _build_component(component, out_dir)
+    _write_kwok_stages()
+    nginx_binary()
+    return out_dir

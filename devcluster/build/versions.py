@@ -1,0 +1,139 @@
+"""Pinned versions of the components, and where their builds are cached."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One binary: the wrapper module that builds it and the Go packages it comes from."""
+
+    module_dir: str
+    packages: tuple[str, ...]  # each builds the binary named after its last path element
+    version: str
+    version_ldflags: tuple[str, ...] = ()
+    binary_names: tuple[str, ...] = ()
+
+    def binaries(self) -> dict[str, str]:
+        """Binary name -> Go package."""
+        names = self.binary_names or tuple(p.rsplit("/", 1)[-1] for p in self.packages)
+        return dict(zip(names, self.packages, strict=True))
+
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v3.22.0"
+KSERVE_VERSION = "v0.20.0"
+KSERVE_MODULE = "github.com/kserve/kserve"
+VEGETA_VERSION = "v12.13.0"
+PROMETHEUS_VERSION = "v0.316.0"
+KEDA_VERSION = "v2.21.0"
+KEDA_MODULE = "github.com/kedacore/keda/v2"
+
+
+def _kubernetes_ldflags(version: str) -> tuple[str, ...]:
+    major, minor = version.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    return (
+        f"-X {pkg}.gitVersion={version}",
+        f"-X {pkg}.gitMajor={major}",
+        f"-X {pkg}.gitMinor={minor}",
+        f"-X {pkg}.gitTreeState=clean",
+        f"-X {pkg}.buildDate=2026-01-01T00:00:00Z",
+    )
+
+
+COMPONENTS: dict[str, Component] = {
+    "kubernetes": Component(
+        module_dir="kubernetes",
+        packages=(
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
+            "k8s.io/kubernetes/cmd/kubectl",
+        ),
+        version=KUBERNETES_VERSION,
+        version_ldflags=_kubernetes_ldflags(KUBERNETES_VERSION),
+    ),
+    "etcd": Component(
+        module_dir="etcd",
+        packages=("go.etcd.io/etcd/server/v3",),
+        binary_names=("etcd",),
+        version=ETCD_VERSION,
+    ),
+    "kwok": Component(
+        module_dir="kwok",
+        packages=("sigs.k8s.io/kwok/cmd/kwok",),
+        version=KWOK_VERSION,
+    ),
+    "helm": Component(
+        module_dir="helm",
+        packages=("helm.sh/helm/v3/cmd/helm",),
+        version=HELM_VERSION,
+        version_ldflags=(f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",),
+    ),
+}
+
+COMPONENTS["kserve"] = Component(
+    module_dir="kserve",
+    packages=(f"{KSERVE_MODULE}/cmd/manager",),
+    binary_names=(f"kserve-manager-{KSERVE_VERSION}",),
+    version=KSERVE_VERSION,
+)
+
+COMPONENTS["vegeta"] = Component(
+    module_dir="vegeta",
+    packages=("github.com/tsenart/vegeta/v12",),
+    binary_names=(f"vegeta-{VEGETA_VERSION}",),
+    version=VEGETA_VERSION,
+)
+
+COMPONENTS["prometheus"] = Component(
+    module_dir="prometheus",
+    packages=("github.com/prometheus/prometheus/cmd/promtool", "github.com/prometheus/prometheus/cmd/prometheus"),
+    binary_names=(f"promtool-{PROMETHEUS_VERSION}", f"prometheus-{PROMETHEUS_VERSION}"),
+    version=PROMETHEUS_VERSION,
+)
+
+COMPONENTS["keda"] = Component(
+    module_dir="keda",
+    packages=(f"{KEDA_MODULE}/cmd/operator", f"{KEDA_MODULE}/cmd/adapter"),
+    binary_names=(f"keda-operator-{KEDA_VERSION}", f"keda-adapter-{KEDA_VERSION}"),
+    version=KEDA_VERSION,
+    version_ldflags=(f"-X {KEDA_MODULE}/version.Version={KEDA_VERSION}",),
+)
+
+BINARIES = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "etcd",
+    "kwok",
+    "helm",
+    f"kserve-manager-{KSERVE_VERSION}",
+    f"vegeta-{VEGETA_VERSION}",
+    f"promtool-{PROMETHEUS_VERSION}",
+    f"prometheus-{PROMETHEUS_VERSION}",
+    f"keda-operator-{KEDA_VERSION}",
+    f"keda-adapter-{KEDA_VERSION}",
+)
+
+
+def cache_dir() -> Path:
+    """Binaries live outside the repository, one folder per set of versions."""
+    base = Path(os.environ.get("RECMODEL_CACHE", Path.home() / ".cache" / "recmodel"))
+    tag = f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}-helm-{HELM_VERSION}"
+    return base / tag
+
+
+def bin_dir() -> Path:
+    """Binaries are named by version inside (kserve-manager is built into the same folder)."""
+    return cache_dir() / "bin"

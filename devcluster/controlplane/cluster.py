@@ -1,0 +1,424 @@
+"""Starts and stops the local control plane as processes on 127.0.0.1.
+
+State (pids, ports) lives in `.devcluster/state.json`, so `up` is idempotent and `down`
+stops exactly the processes it started, by pid.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from devcluster.addons import keda, kserve
+from devcluster.addons import prometheus as prometheus_module
+from devcluster.addons.ingress import routes as ingress_routes
+from devcluster.build.go import build_all, kwok_stages_file, nginx_binary
+from devcluster.build.versions import KSERVE_VERSION, REPO_ROOT
+from devcluster.common import pki as pki_module
+from devcluster.common import processes
+from devcluster.common.kubeconfig import write_kubeconfig
+from devcluster.common.ports import free_ports, is_listening
+from devcluster.common.processes import Layout, Ports
+from devcluster.nodes.specs import NODES, PROCESS_NODES, render_node
+from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE
+
+KSERVE_MANAGER = f"kserve-manager-{KSERVE_VERSION}"
+PROMETHEUS = prometheus_module.BINARY
+NODE_AGENT = "node-agent"
+INGRESS = "ingress-nginx"
+PYTHON_MODULES = {
+    NODE_AGENT: "devcluster.nodes.agent",
+    INGRESS: "devcluster.addons.ingress",
+}  # ours, run by this Python
+CORE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+ADDONS = (KSERVE_MANAGER, keda.OPERATOR, keda.ADAPTER, PROMETHEUS, NODE_AGENT, INGRESS)
+START_ORDER = (*CORE, *ADDONS)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    kubeconfig: Path
+    server: str
+    bin_dir: Path
+    prometheus_url: str | None = None  # the cluster's Prometheus (absent on a bare cluster)
+    prometheus_targets: Path | None = None  # where to register processes for it to scrape
+    ingress_url: str | None = None  # the ingress controller (nginx), routing by Host to the process nodes' pods
+    storage: Path | None = None  # the object store the process nodes fetch s3:// and gs:// models from
+
+
+def default_layout() -> Layout:
+    return Layout(Path(os.environ.get("DEVCLUSTER_DIR", REPO_ROOT / ".devcluster")))
+
+
+def _log(message: str) -> None:
+    print(f"[devcluster] {message}", file=sys.stderr, flush=True)
+
+
+def _read_state(layout: Layout) -> dict[str, object] | None:
+    try:
+        state: dict[str, object] = json.loads(layout.state.read_text())
+        return state
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _pid_alive(pid: int, name: str) -> bool:
+    """Alive and still the program we started (pids are reused)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    if name in PYTHON_MODULES:
+        return PYTHON_MODULES[name] in argv
+    return Path(argv[0]).name == name
+
+
+def _admin_ssl_context(layout: Layout) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(layout.pki.ca_cert))
+    context.load_cert_chain(str(layout.pki.admin_cert), str(layout.pki.admin_key))
+    return context
+
+
+def _insecure_ssl_context() -> ssl.SSLContext:
+    # kube-controller-manager and kube-scheduler serve /healthz with self-signed certificates.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, log_file: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    tail = ""
+    if log_file and log_file.exists():
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
+    raise RuntimeError(f"{what} did not become healthy within {timeout:.0f}s\n{tail}")
+
+
+def is_running(layout: Layout | None = None) -> bool:
+    layout = layout or default_layout()
+    state = _read_state(layout)
+    if not state:
+        return False
+    pids = state.get("pids", {})
+    assert isinstance(pids, dict)
+    if not all(_pid_alive(int(pid), name) for name, pid in pids.items()):
+        return False
+    server = str(state.get("server", ""))
+    return _http_ok(f"{server}/readyz", _admin_ssl_context(layout))
+
+
+def info(layout: Layout | None = None) -> ClusterInfo:
+    layout = layout or default_layout()
+    state = _read_state(layout) or {}
+    prometheus_url = state.get("prometheus")
+    ingress_url = state.get("ingress")
+    return ClusterInfo(
+        kubeconfig=layout.kubeconfig,
+        server=str(state.get("server", "")),
+        bin_dir=layout.bin,
+        prometheus_url=str(prometheus_url) if prometheus_url else None,
+        prometheus_targets=layout.prometheus_targets if prometheus_url else None,
+        ingress_url=str(ingress_url) if ingress_url else None,
+        storage=layout.storage if ingress_url else None,
+    )
+
+
+def _start(name: str, argv: list[str], layout: Layout, env: dict[str, str] | None = None) -> int:
+    log = open(layout.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
+    process = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=layout.root,
+        env={**os.environ, **(env or {})},
+    )
+    log.close()
+    return process.pid
+
+
+def _kubectl(layout: Layout, *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run(
+        [str(layout.bin / "kubectl"), f"--kubeconfig={layout.kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _apply(layout: Layout, objects: list[dict[str, Any]]) -> None:
+    listing = {"apiVersion": "v1", "kind": "List", "items": objects}
+    _kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(listing))
+
+
+def _ca_bundle(layout: Layout) -> str:
+    return base64.b64encode(layout.pki.ca_cert.read_bytes()).decode()
+
+
+def _add_nodes(layout: Layout) -> None:
+    _apply(layout, [render_node(n) for n in NODES])
+    _wait("nodes", lambda: _nodes_ready(layout), timeout=60, log_file=layout.logs / "kwok.log")
+
+
+def _kubectl_ok(layout: Layout, *args: str) -> bool:
+    try:
+        _kubectl(layout, *args)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _crds_established(layout: Layout) -> bool:
+    return _kubectl_ok(layout, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+
+
+def _prepare_kserve(layout: Layout) -> None:
+    """What KServe's manager expects before it starts: its CRDs, namespace and ConfigMap, and
+    the webhook server's certificate (the devcluster CA signed it for 127.0.0.1)."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kserve.NAMESPACE}}
+    _apply(layout, [*kserve.crds(), namespace])
+    _wait("KServe CRDs", lambda: _crds_established(layout), timeout=90)
+    _apply(layout, [kserve.config_map(ingress_routes.CLASS_NAME)])
+    kserve.write_serving_certs(layout.kserve_tmp, layout.pki.server_cert, layout.pki.server_key)
+
+
+def _prepare_keda(layout: Layout) -> None:
+    _apply(layout, [*keda.crds(), keda.namespace()])
+    _wait("KEDA CRDs", lambda: _crds_established(layout), timeout=90)
+
+
+def _register_metrics_api(layout: Layout, ports: Ports) -> None:
+    """After KEDA's metrics API server is up: the aggregation layer routes to it."""
+    _apply(layout, [keda.metrics_service(ports.keda_adapter), keda.api_service(ports.keda_adapter, _ca_bundle(layout))])
+    last: list[str] = []
+
+    def available() -> bool:
+        try:
+            status = json.loads(_kubectl(layout, "get", "apiservice", keda.API_SERVICE, "-o", "json")).get("status", {})
+        except RuntimeError as error:
+            last[:] = [str(error)]
+            return False
+        found: dict[str, Any] = next((c for c in status.get("conditions", []) if c["type"] == "Available"), {})
+        last[:] = [f"{found.get('reason')}: {found.get('message')}"]
+        return found.get("status") == "True"
+
+    try:
+        _wait("external.metrics.k8s.io", available, timeout=60)
+    except RuntimeError as error:
+        raise RuntimeError(f"{error}; APIService {keda.API_SERVICE}: {last}") from None
+
+
+def _prepare_prometheus(layout: Layout) -> None:
+    shutil.rmtree(layout.prometheus, ignore_errors=True)
+    layout.prometheus_targets.mkdir(parents=True)
+    prometheus_module.write_config(
+        layout.prometheus, prometheus_module.config(targets_dir=layout.prometheus_targets, kubeconfig=layout.kubeconfig)
+    )
+
+
+def _prepare_process_nodes(layout: Layout) -> None:
+    shutil.rmtree(layout.pods, ignore_errors=True)
+    layout.storage.mkdir(parents=True, exist_ok=True)
+
+
+def _prepare_ingress(layout: Layout) -> None:
+    shutil.rmtree(layout.ingress, ignore_errors=True)
+    _apply(layout, [ingress_routes.ingress_class()])
+
+
+def _process_nodes_ready(layout: Layout) -> bool:
+    return _kubectl_ok(
+        layout, "wait", "--for=condition=Ready", "--timeout=1s", *(f"node/{n.name}" for n in PROCESS_NODES)
+    )
+
+
+def _nodes_ready(layout: Layout) -> bool:
+    try:
+        nodes = json.loads(_kubectl(layout, "get", "nodes", "-o", "json"))["items"]
+    except RuntimeError:
+        return False
+    ready = [
+        n
+        for n in nodes
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+    ]
+    return len(ready) >= len(NODES)
+
+
+def _default_service_account(layout: Layout) -> bool:
+    return _kubectl_ok(layout, "get", "serviceaccount", "default", "-n", "default")
+
+
+def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo:
+    """Starts the cluster unless it is already running; returns how to reach it. Its add-ons are
+    KServe's controller, KEDA (operator and metrics API server) and Prometheus; without them it
+    is a plain Kubernetes cluster (as the standalone backend expects)."""
+    layout = layout or default_layout()
+    if is_running(layout):
+        _log(f"already running at {info(layout).server}")
+        return info(layout)
+    down(layout, quiet=True)
+    started = time.monotonic()
+    bin_dir = build_all()
+
+    layout.root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(layout.etcd_data, ignore_errors=True)
+    shutil.rmtree(layout.logs, ignore_errors=True)
+    layout.logs.mkdir(parents=True)
+    layout.bin.mkdir(exist_ok=True)
+    for tool in ("kubectl", "helm"):
+        link = layout.bin / tool
+        link.unlink(missing_ok=True)
+        link.symlink_to(bin_dir / tool)
+
+    cluster_pki = pki_module.create(layout.pki.directory, addon_dns_names=(keda.SERVICE_DNS_NAME,))
+    ports = Ports(*free_ports(len(fields(Ports))))
+    server = f"https://127.0.0.1:{ports.apiserver}"
+    write_kubeconfig(layout.kubeconfig, server, cluster_pki)
+
+    argvs = {
+        "etcd": processes.etcd(bin_dir, layout, ports),
+        "kube-apiserver": processes.kube_apiserver(bin_dir, layout, ports),
+        "kube-controller-manager": processes.kube_controller_manager(bin_dir, layout, ports),
+        "kube-scheduler": processes.kube_scheduler(bin_dir, layout, ports),
+        "kwok": processes.kwok(bin_dir, kwok_stages_file(), layout, ports),
+        KSERVE_MANAGER: kserve.manager_argv(
+            bin_dir / KSERVE_MANAGER, ports.kserve_metrics, ports.kserve_probe, ports.kserve_webhook
+        ),
+        keda.OPERATOR: keda.operator_argv(
+            bin_dir / keda.OPERATOR, cluster_pki.addon_dir, ports.keda_metrics, ports.keda_probe, ports.keda_grpc
+        ),
+        keda.ADAPTER: keda.adapter_argv(
+            bin_dir / keda.ADAPTER,
+            cluster_pki.addon_dir,
+            layout.kubeconfig,
+            ports.keda_adapter,
+            ports.keda_grpc,
+            ports.keda_adapter_metrics,
+        ),
+        PROMETHEUS: prometheus_module.argv(layout.prometheus, ports.prometheus),
+        NODE_AGENT: processes.node_agent(layout, Path(sys.executable), DEFAULT_SERVER_IMAGE.rsplit(":", 1)[0]),
+        INGRESS: processes.ingress_controller(layout, Path(sys.executable), nginx_binary(), ports),
+    }
+    envs = {
+        KSERVE_MANAGER: {
+            "KUBECONFIG": str(layout.kubeconfig),
+            "POD_NAMESPACE": kserve.NAMESPACE,
+            "TMPDIR": str(layout.kserve_tmp),
+        },
+        keda.OPERATOR: keda.environment(layout.kubeconfig),
+        keda.ADAPTER: keda.environment(layout.kubeconfig),
+        NODE_AGENT: {"PYTHONPATH": str(REPO_ROOT)},
+        INGRESS: {"PYTHONPATH": str(REPO_ROOT)},
+    }
+    prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
+    pids: dict[str, int] = {}
+
+    def save_state() -> None:
+        state: dict[str, object] = {"server": server, "ports": asdict(ports), "pids": pids}
+        if with_addons:
+            state["prometheus"] = prometheus_url
+            state["ingress"] = f"http://127.0.0.1:{ports.ingress}"
+        layout.state.write_text(json.dumps(state, indent=2))
+
+    admin = _admin_ssl_context(layout)
+    health: dict[str, Callable[[], bool]] = {
+        "etcd": lambda: _http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"),
+        "kube-apiserver": lambda: _http_ok(f"{server}/readyz", admin),
+        "kube-controller-manager": lambda: _http_ok(
+            f"https://127.0.0.1:{ports.controller_manager}/healthz", _insecure_ssl_context()
+        ),
+        "kube-scheduler": lambda: _http_ok(f"https://127.0.0.1:{ports.scheduler}/healthz", _insecure_ssl_context()),
+        "kwok": lambda: is_listening(ports.kwok),
+        KSERVE_MANAGER: lambda: _http_ok(f"http://127.0.0.1:{ports.kserve_probe}/readyz"),
+        keda.OPERATOR: lambda: _http_ok(f"http://127.0.0.1:{ports.keda_probe}/readyz"),
+        keda.ADAPTER: lambda: _http_ok(f"https://127.0.0.1:{ports.keda_adapter}/readyz", _insecure_ssl_context()),
+        PROMETHEUS: lambda: _http_ok(f"{prometheus_url}/-/ready"),
+        NODE_AGENT: lambda: _process_nodes_ready(layout),
+        INGRESS: lambda: _http_ok(f"http://127.0.0.1:{ports.ingress}/healthz"),
+    }
+    before_start: dict[str, Callable[[], None]] = {
+        KSERVE_MANAGER: lambda: _prepare_kserve(layout),
+        keda.OPERATOR: lambda: _prepare_keda(layout),
+        PROMETHEUS: lambda: _prepare_prometheus(layout),
+        NODE_AGENT: lambda: _prepare_process_nodes(layout),
+        INGRESS: lambda: _prepare_ingress(layout),
+    }
+    after_start: dict[str, Callable[[], None]] = {
+        "kwok": lambda: _add_nodes(layout),
+        keda.ADAPTER: lambda: _register_metrics_api(layout, ports),
+    }
+    try:
+        for name in START_ORDER if with_addons else CORE:
+            if name in before_start:
+                before_start[name]()
+            pids[name] = _start(name, argvs[name], layout, envs.get(name))
+            save_state()
+            _wait(name, health[name], timeout=90, log_file=layout.logs / f"{name}.log")
+            _log(f"{name} is up (pid {pids[name]})")
+            if name in after_start:
+                after_start[name]()
+        if with_addons:
+            _apply(layout, kserve.webhook_configurations(ports.kserve_webhook, _ca_bundle(layout)))
+            _apply(layout, [kserve.torchserve_runtime()])  # through KServe's own validating webhook
+        _wait("default service account", lambda: _default_service_account(layout), timeout=60)
+    except BaseException:
+        down(layout, quiet=True)
+        raise
+    _log(f"ready at {server} in {time.monotonic() - started:.1f}s; KUBECONFIG={layout.kubeconfig}")
+    return info(layout)
+
+
+def down(layout: Layout | None = None, quiet: bool = False) -> None:
+    """Stops every process `up` started, newest first, and forgets the state."""
+    layout = layout or default_layout()
+    state = _read_state(layout)
+    pids = state.get("pids", {}) if state else {}
+    assert isinstance(pids, dict)
+    for name in reversed(START_ORDER):
+        pid = pids.get(name)
+        if pid is None or not _pid_alive(int(pid), name):
+            continue
+        try:
+            os.killpg(int(pid), signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + 10
+        while _pid_alive(int(pid), name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _pid_alive(int(pid), name):
+            os.killpg(int(pid), signal.SIGKILL)
+        if not quiet:
+            _log(f"stopped {name} (pid {pid})")
+    layout.state.unlink(missing_ok=True)

@@ -1,0 +1,85 @@
+"""The cluster's nodes: fake ones KWOK keeps alive (CPU nodes, and GPU nodes labelled and
+tainted the way the NVIDIA GPU operator does it), and process nodes, served by our node agent
+(`devcluster.nodes.agent`), whose pods are real processes. Process nodes are tainted: only pods
+that ask for them (a RecModel's `placement`) land there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+PROCESS_NODE_LABEL = "devcluster.recmodel.dev/process-node"
+PROCESS_NODE_TAINT = {"key": PROCESS_NODE_LABEL, "value": "true", "effect": "NoSchedule"}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    cpu: str
+    memory: str
+    gpus: int = 0
+    gpu_product: str = ""
+    process: bool = False  # served by the node agent, not KWOK
+
+
+NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("cpu-node-1", cpu="64", memory="256Gi"),  # room for the 1,000-replica operator benchmark
+    NodeSpec("cpu-node-2", cpu="64", memory="256Gi"),
+    NodeSpec("gpu-a100-1", cpu="96", memory="1000Gi", gpus=8, gpu_product="NVIDIA-A100-SXM4-80GB"),
+    NodeSpec("gpu-a100-2", cpu="96", memory="1000Gi", gpus=8, gpu_product="NVIDIA-A100-SXM4-80GB"),
+    NodeSpec("gpu-t4-1", cpu="16", memory="64Gi", gpus=1, gpu_product="NVIDIA-T4"),
+)
+
+
+# The process nodes' capacity is what the scheduler packs, not this machine's cores: they exist
+# to make the request path real (several replicas, a rollout, a canary), not to be fast.
+PROCESS_NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("process-node-1", cpu="16", memory="32Gi", process=True),
+    NodeSpec("process-gpu-1", cpu="16", memory="32Gi", gpus=1, gpu_product="NVIDIA-L4", process=True),
+)
+
+# What a RecModel's spec.placement says to run on the process nodes.
+PROCESS_PLACEMENT: dict[str, Any] = {
+    "nodeSelector": {PROCESS_NODE_LABEL: "true"},
+    "tolerations": [{"key": PROCESS_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+def render_node(spec: NodeSpec) -> dict[str, Any]:
+    labels = {
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/hostname": spec.name,
+        "type": "process" if spec.process else "kwok",
+    }
+    capacity = {"cpu": spec.cpu, "memory": spec.memory, "pods": "600"}  # the operator benchmark runs 1,000 pods
+    taints: list[dict[str, str]] = []
+    if spec.gpus:
+        labels[GPU_PRODUCT_LABEL] = spec.gpu_product
+        labels[GPU_PRESENT_LABEL] = "true"
+        capacity[GPU_RESOURCE] = str(spec.gpus)
+        taints.append({"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"})
+    annotations = {"node.alpha.kubernetes.io/ttl": "0"}
+    if spec.process:
+        labels[PROCESS_NODE_LABEL] = "true"
+        taints.append(dict(PROCESS_NODE_TAINT))
+    else:
+        annotations[KWOK_ANNOTATION[0]] = KWOK_ANNOTATION[1]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": spec.name,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {"taints": taints},
+        "status": {
+            "capacity": capacity,
+            "allocatable": dict(capacity),
+        },
+    }

@@ -1,0 +1,1 @@
+"""Releases: what users install, rendered from the chart (`python -m release.manifests`)."""

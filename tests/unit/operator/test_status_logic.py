@@ -1,0 +1,89 @@
+"""Pure pieces of the operator: drift detection and status, each with behaviour that could break."""
+
+from __future__ import annotations
+
+from recmodel_operator.drift import contains
+from recmodel_operator.render.context import Owner, RenderContext
+from recmodel_operator.spec import RecModelSpec
+from recmodel_operator.status import Observation, compute_status, same_status, stamp
+
+
+def test_drift_detection_ignores_server_defaults_but_not_changes() -> None:
+    desired = {"spec": {"replicas": 2, "template": {"containers": [{"name": "a", "args": ["x"]}]}}}
+    live = {
+        "spec": {
+            "replicas": 2,
+            "progressDeadlineSeconds": 600,
+            "template": {"containers": [{"name": "a", "args": ["x"], "imagePullPolicy": "Always"}]},
+        }
+    }
+    assert contains(live, desired)
+    live["spec"]["template"]["containers"][0]["args"] = ["y"]
+    assert not contains(live, desired)
+    assert not contains(None, desired)
+
+
+def _context(**spec: object) -> RenderContext:
+    return RenderContext(
+        owner=Owner("r", "ns", "uid", generation=4),
+        spec=RecModelSpec.model_validate({"model": {"storageUri": "s3://m"}, **spec}),
+    )
+
+
+def test_status_reports_the_schedulers_reason_and_phase() -> None:
+    deployment = {
+        "kind": "Deployment",
+        "metadata": {"name": "r-predictor"},
+        "spec": {"replicas": 2},
+        "status": {"readyReplicas": 0},
+    }
+    pod = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/5 nodes are available: 5 Insufficient nvidia.com/gpu.",
+                }
+            ]
+        }
+    }
+    status = compute_status(
+        _context(backend="standalone", autoscaling={"minReplicas": 2, "maxReplicas": 2}),
+        Observation(children=[deployment], pods=[pod]),
+    )
+    schedulable = next(c for c in status["conditions"] if c["type"] == "Schedulable")
+    assert status["phase"] == "Pending" and schedulable["status"] == "False"
+    assert "Insufficient nvidia.com/gpu" in schedulable["message"]
+    deployment["status"]["readyReplicas"] = 2
+    ready = compute_status(
+        _context(backend="standalone", autoscaling={"minReplicas": 2, "maxReplicas": 2}),
+        Observation(children=[deployment]),
+    )
+    assert (
+        ready["phase"] == "Ready"
+        and ready["replicas"] == {"desired": 2, "ready": 2}
+        and ready["observedGeneration"] == 4
+    )
+
+
+def test_gpu_capacity_check_names_the_missing_product() -> None:
+    node = {
+        "metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-T4"}},
+        "status": {"allocatable": {"nvidia.com/gpu": "1"}},
+    }
+    status = compute_status(
+        _context(resources={"gpu": {"count": 1, "product": "NVIDIA-H100"}}), Observation(nodes=[node])
+    )
+    schedulable = next(c for c in status["conditions"] if c["type"] == "Schedulable")
+    assert schedulable["reason"] == "NoMatchingNodes" and "NVIDIA-H100" in schedulable["message"]
+
+
+def test_transition_times_are_kept_while_status_holds() -> None:
+    first = stamp({"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]}, None, "t1")
+    again = stamp({"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]}, first, "t2")
+    assert again["conditions"][0]["lastTransitionTime"] == "t1"
+    assert same_status(first, {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]})
+    changed = stamp({"phase": "Degraded", "conditions": [{"type": "Ready", "status": "False"}]}, first, "t3")
+    assert changed["conditions"][0]["lastTransitionTime"] == "t3"
