@@ -32,11 +32,26 @@ def rank_requests(core: RankingCore, requests: list[list[Any]]) -> list[list[Doc
     return out
 
 
-def arguments(description: str) -> argparse.ArgumentParser:
+def arguments(description: str = "") -> argparse.ArgumentParser:
+    """What every peer server takes (bench/peers/*_server.py)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--replicas", type=int, default=2, help="replicas (Ray) or model instances (Triton)")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     CoreSettings.add_arguments(parser)
+    return parser
+
+
+TRITON_PORTS = ("--grpc-port", "--metrics-port")  # Triton's other listeners, each on a free port
+
+
+def ray_arguments(description: str = "") -> argparse.ArgumentParser:
+    return arguments(description)
+
+
+def triton_arguments(description: str = "") -> argparse.ArgumentParser:
+    parser = arguments(description)
+    for flag in TRITON_PORTS:
+        parser.add_argument(flag, type=int, required=True)
     return parser

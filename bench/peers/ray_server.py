@@ -16,7 +16,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bench.peers.batch import arguments, load_core, rank_requests
+from bench.peers.batch import load_core, rank_requests, ray_arguments
 from recmodel_handlers.ranking import request
 from recmodel_handlers.settings import CoreSettings
 
@@ -46,7 +46,7 @@ def deployment(model_dir: str, settings: CoreSettings, replicas: int, batch_wait
 
 
 def main() -> None:
-    args = arguments(__doc__ or "").parse_args()
+    args = ray_arguments(__doc__ or "").parse_args()
     settings = CoreSettings.from_namespace(args)
     ray.init(num_cpus=args.replicas, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})

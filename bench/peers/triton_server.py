@@ -19,7 +19,7 @@ from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 
-from bench.peers.batch import arguments, load_core, rank_requests
+from bench.peers.batch import load_core, rank_requests, triton_arguments
 from recmodel_handlers.settings import CoreSettings
 
 
@@ -36,10 +36,7 @@ def instance(model_dir: str, settings: CoreSettings) -> Callable[..., dict[str, 
 
 
 def main() -> None:
-    parser = arguments(__doc__ or "")
-    parser.add_argument("--grpc-port", type=int, required=True)
-    parser.add_argument("--metrics-port", type=int, required=True)
-    args = parser.parse_args()
+    args = triton_arguments(__doc__ or "").parse_args()
     settings = CoreSettings.from_namespace(args)
     config = TritonConfig(
         http_address="127.0.0.1",

@@ -70,6 +70,19 @@ def listening_pids(port: int) -> list[int]:
     return pids
 
 
+def torchserve_command(store: Path) -> list[str]:
+    """TorchServe in the foreground on a model store made by `recmodel package` (pure)."""
+    return [
+        str(BIN / "torchserve"),
+        "--start",
+        "--foreground",
+        "--ncs",
+        "--disable-token-auth",
+        f"--model-store={store / 'model-store'}",
+        f"--ts-config={store / 'config' / 'config.properties'}",
+    ]
+
+
 @contextmanager
 def kserve_server(
     model_dir: Path,
@@ -143,15 +156,7 @@ def torchserve_server(
         **(env or {}),
     }
     log = log_dir / "torchserve.out"
-    command = [
-        str(BIN / "torchserve"),
-        "--start",
-        "--foreground",
-        "--ncs",
-        "--disable-token-auth",
-        f"--model-store={store / 'model-store'}",
-        f"--ts-config={store / 'config' / 'config.properties'}",
-    ]
+    command = torchserve_command(store)
     with log.open("ab") as handle:
         process = subprocess.Popen(
             command, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=log_dir, start_new_session=True

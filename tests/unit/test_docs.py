@@ -1,4 +1,5 @@
-"""The README stays true: its make targets, paths, CLI flags and chart values exist."""
+"""The README and docs/ stay true: their make targets, paths, CLI flags, chart values, samples and
+links between pages exist."""
 
 from __future__ import annotations
 
@@ -10,7 +11,21 @@ import yaml
 from recmodel_handlers.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
-README = (REPO / "README.md").read_text()
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+README = "\n".join(page.read_text() for page in PAGES)  # every page, checked as one text
+
+
+def test_the_readme_is_short_and_links_every_page() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    for page in PAGES[1:]:
+        assert f"(docs/{page.name})" in readme, f"README.md does not link docs/{page.name}"
+
+
+def test_relative_links_lead_somewhere() -> None:
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.name} links {target}"
 
 
 def test_make_targets_exist() -> None:
