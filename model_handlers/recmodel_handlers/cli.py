@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _next_version(version: str) -> str:
@@ -212,6 +213,16 @@ def _bench(args: argparse.Namespace) -> None:
     print(json.dumps(run(Path(args.model_dir), candidates=args.candidates, repeat=args.repeat), indent=2))
 
 
+def _request_command(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A command that sends one request to a served model."""
+    command: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+    command.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8080")
+    command.add_argument("--name", required=True)
+    command.add_argument("--request", required=True, help='JSON file: a ranking document or {"instances": [...]}')
+    command.add_argument("--host", help="Host header, as an ingress routes by it")
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     from recmodel_handlers.settings import CoreSettings, ServerSettings
 
@@ -276,19 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     ServerSettings.add_arguments(serve)
     serve.set_defaults(func=_serve)
 
-    predict = commands.add_parser("predict", help="send a ranking request and print the ranking")
-    predict.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8080")
-    predict.add_argument("--name", required=True)
-    predict.add_argument("--request", required=True, help='JSON file: a ranking document or {"instances": [...]}')
-    predict.add_argument("--host", help="Host header, as an ingress routes by it")
+    predict = _request_command(commands, "predict", "send a ranking request and print the ranking")
     predict.add_argument("--protocol", choices=("v1", "v2"), default="v1")
     predict.set_defaults(func=_predict)
 
-    explain = commands.add_parser("explain", help="why each item ranks where it does: contribution per feature group")
-    explain.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8080")
-    explain.add_argument("--name", required=True)
-    explain.add_argument("--request", required=True, help='JSON file: a ranking document or {"instances": [...]}')
-    explain.add_argument("--host", help="Host header, as an ingress routes by it")
+    explain = _request_command(commands, "explain", "why each item ranks where it does: contribution per feature group")
     explain.add_argument("--png", help="also draw a heat map (items x feature groups) into this PNG (needs matplotlib)")
     explain.set_defaults(func=_explain)
 

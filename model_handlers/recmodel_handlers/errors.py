@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from http import HTTPStatus
 
 import orjson
 
@@ -24,6 +25,11 @@ class ServingError(Exception):
 
     def body(self) -> bytes:
         return error_body(str(self))
+
+    @property
+    def phrase(self) -> str:
+        """The status line's reason phrase (ASCII, whatever the message holds)."""
+        return HTTPStatus(self.status).phrase
 
 
 class RequestError(ServingError, ValueError):
@@ -68,6 +74,45 @@ class BodyTooLarge(ServingError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"body: larger than the {limit} bytes this server accepts")
         self.limit = limit
+
+
+class HeadTooLarge(ServingError):
+    status = 431
+
+    def __init__(self, limit_bytes: int, limit_count: int | None = None) -> None:
+        super().__init__(
+            f"headers: more than {limit_count} headers"
+            if limit_count is not None
+            else f"headers: the request line and headers exceed the {limit_bytes} bytes this server accepts"
+        )
+
+
+class UriTooLong(ServingError):
+    status = 414
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"path: longer than the {limit_bytes} bytes this server accepts")
+
+
+class HeadTimeout(ServingError):
+    status = 408
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"headers: not received within {seconds:g} s")
+
+
+class BodyTimeout(ServingError):
+    status = 408
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"body: not received within {seconds:g} s")
+
+
+class UnsupportedEncoding(ServingError):
+    status = 415
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(f"header content-encoding: {encoding[:40]!r} is not accepted; send the body as plain JSON")
 
 
 class Overloaded(ServingError):

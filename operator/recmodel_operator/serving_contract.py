@@ -38,6 +38,10 @@ def server_settings(spec: RecModelSpec) -> dict[str, str]:
         "max-queue-ms": str(spec.server.max_queue_ms),
         "request-timeout-ms": str(spec.server.request_timeout_ms),
         "drain-seconds": str(spec.server.drain_seconds),
+        "max-headers": str(spec.server.max_headers),
+        "max-header-bytes": str(spec.server.max_header_bytes),
+        "header-timeout-ms": str(spec.server.header_timeout_ms),
+        "body-timeout-ms": str(spec.server.body_timeout_ms),
     }
 
 

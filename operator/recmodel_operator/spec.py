@@ -218,6 +218,21 @@ class ServerSpec(ApiModel):
     drain_seconds: int = Field(
         5, ge=0, le=300, description="After SIGTERM: not ready but still answering, before stopping."
     )
+    max_headers: int = Field(100, ge=8, le=10000, description="Headers of one request; more get HTTP 431.")
+    max_header_size: str = Field(
+        "32Ki",
+        pattern=QUANTITY_PATTERN,
+        description="Request line and headers together, e.g. 32Ki; more get HTTP 431 (414 for the path alone).",
+    )
+    header_timeout_ms: int = Field(
+        5000, ge=100, le=600000, description="From a request's first byte to its last header; then HTTP 408."
+    )
+    body_timeout_ms: int = Field(
+        10000,
+        ge=100,
+        le=600000,
+        description="For a request's whole body to arrive, before it takes an admission slot; then HTTP 408.",
+    )
 
     @field_validator("max_body_size")
     @classmethod
@@ -226,9 +241,20 @@ class ServerSpec(ApiModel):
             raise ValueError(f"{value!r} must be between 1Ki and 1Gi")
         return value
 
+    @field_validator("max_header_size")
+    @classmethod
+    def _header_size_is_usable(cls, value: str) -> str:
+        if not 2**10 <= parse_quantity(value) <= 2**20:
+            raise ValueError(f"{value!r} must be between 1Ki and 1Mi")
+        return value
+
     @property
     def max_body_bytes(self) -> int:
         return int(parse_quantity(self.max_body_size))
+
+    @property
+    def max_header_bytes(self) -> int:
+        return int(parse_quantity(self.max_header_size))
 
     @property
     def termination_grace_seconds(self) -> int:

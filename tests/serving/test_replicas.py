@@ -12,6 +12,8 @@ import pytest
 from devcluster.harness.servers import kserve_replicas, listening_pids, metric_total
 from recmodel_handlers.tools.samples import make_request
 
+pytestmark = pytest.mark.slow  # tens of seconds each (docs/development.md)
+
 
 def test_two_replicas_share_a_port_and_both_answer(trained_model: Path, tmp_path: Path) -> None:
     with kserve_replicas(trained_model, "ranker", tmp_path, 2) as url:

@@ -17,6 +17,8 @@ from devcluster.harness.testing import wait_for
 from recmodel_handlers.tools.client import predict
 from recmodel_handlers.tools.samples import make_request
 
+pytestmark = pytest.mark.slow  # tens of seconds each (docs/development.md)
+
 # The canaries here answer every copy: these tests check the comparison, not load shedding.
 ROOMY = ["--max-queue=64", "--max-queue-ms=2000"]
 

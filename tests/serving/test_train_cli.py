@@ -9,8 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from recmodel_handlers.model.package import load_package
 from recmodel_handlers.training.data import make_world, sample_documents, shuffle_labels, write_csv
+
+pytestmark = pytest.mark.slow  # tens of seconds each (docs/development.md)
 
 RECMODEL = str(Path(sys.executable).parent / "recmodel")
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from devcluster.harness.servers import kserve_server
 from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
 from recmodel_handlers.tools.client import predict
 from recmodel_handlers.tools.samples import make_request
+
+pytestmark = pytest.mark.slow  # tens of seconds each (docs/development.md)
 
 
 def test_transformer_and_predictor_answer_like_role_all(trained_model: Path, tmp_path: Path) -> None:

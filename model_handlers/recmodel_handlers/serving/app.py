@@ -159,13 +159,13 @@ class Routes:
             router.add_api_route(f"{prefix}/ready", self.model_ready, methods=get)
             router.add_api_route(f"{prefix}/infer", self.infer, methods=post)
             router.add_api_route(f"{prefix}/infer", self.wrong_method, methods=["GET", "PUT", "PATCH", "DELETE"])
-        router.add_api_route("/v1/models/{model_name}", self.v1_model_ready, methods=get)
         router.add_api_route("/v1/models/{model_name}:predict", self.predict, methods=post)
         router.add_api_route("/v1/models/{model_name}:explain", self.explain, methods=post)
-        # Before KServe's GET /v1/models/{name}, which would take "shop:predict" for a model name.
+        # Before GET /v1/models/{model_name}, which would take "shop:predict" for a model's name.
         others = ["GET", "PUT", "PATCH", "DELETE", "HEAD"]
         for path in ("/v1/models/{model_name}:predict", "/v1/models/{model_name}:explain"):
             router.add_api_route(path, self.wrong_method, methods=others, include_in_schema=False)
+        router.add_api_route("/v1/models/{model_name}", self.v1_model_ready, methods=get)
         return router
 
 

@@ -1,7 +1,11 @@
 """What protects a replica, as one ASGI middleware in front of the model server's app.
 
-- Body size: a declared Content-Length over the limit is refused before reading; a chunked
-  body is counted as it streams. Both answer 413.
+(The request's head is limited earlier, on the connection: `serving.connection`.)
+
+- Body: a declared Content-Length over the limit is refused before reading; a chunked body is
+  counted as it streams (both 413). An inference request's whole body is read before it takes
+  an admission slot, within `body_timeout_ms` (408): a client that sends slowly holds its own
+  connection, never a slot another request could use. A compressed body is refused (415).
 - Admission: at most `max_queue` inference requests are inside the server at once (parsing,
   waiting for a batch, scoring). One more is answered 503 with Retry-After at once, so a
   client or load balancer can go elsewhere instead of queueing behind work the replica can
@@ -11,7 +15,9 @@
 - Drain: after SIGTERM every response says `connection: close`, so keep-alive clients move
   to other replicas while this one still answers.
 - One log line per rejected request: status, method, path, request id and the error, never
-  the body.
+  the body, client text quoted so that it cannot start a line of its own.
+- Every response is counted by route and code (`recmodel_http_responses_total`), refusals
+  included: what the canary analysis and the alerts read error rates from.
 """
 
 from __future__ import annotations
@@ -27,13 +33,16 @@ from typing import Any
 import orjson
 
 from recmodel_handlers.errors import (
+    BodyTimeout,
     BodyTooLarge,
     DeadlineExceeded,
     InternalError,
     Overloaded,
     RequestError,
     ServingError,
+    UnsupportedEncoding,
 )
+from recmodel_handlers.serving import metrics as m
 from recmodel_handlers.settings import ServerSettings
 
 log = logging.getLogger("recmodel.requests")
@@ -118,6 +127,23 @@ class ServerState:
 
 
 INFERENCE_SUFFIXES = ("/infer", ":predict", ":explain")
+ROUTES = ((":predict", "predict"), (":explain", "explain"), ("/infer", "infer"), ("/ready", "ready"), ("/live", "live"))
+
+
+def route_of(path: str) -> str:
+    """A bounded label for a path (the metrics must not grow with what clients send)."""
+    for suffix, route in ROUTES:
+        if path.endswith(suffix):
+            return route
+    if path == "/metrics":
+        return "metrics"
+    if path.startswith(("/v1/models", "/v2")):
+        return "metadata"
+    return "other"
+
+
+class _Disconnected(Exception):
+    """The client went away before its body arrived."""
 
 
 def is_inference(scope: Scope) -> bool:
@@ -188,6 +214,8 @@ class Guard:
 
         try:
             await self._guarded(scope, receive, tracked_send, reply)
+        except _Disconnected:
+            pass
         except BodyTooLarge as error:
             if not started:
                 await reply(error)
@@ -196,6 +224,7 @@ class Guard:
             if not started:
                 await reply(InternalError(error))
         finally:
+            m.RESPONSES.labels(route=route_of(scope.get("path", "")), code=str(status or 499)).inc()
             if status >= 400 or not started:
                 self._log_rejection(scope, status or 499)
 
@@ -221,11 +250,17 @@ class Guard:
         if not is_inference(scope):
             await self.app(scope, counted_receive, send)
             return
+        encoding = _header(scope, b"content-encoding")
+        if encoding is not None and encoding.strip().lower() != "identity":
+            await reply(UnsupportedEncoding(encoding))
+            return
         try:
             deadline = deadline_seconds(scope, self.settings.request_timeout_ms)
-        except RequestError as error:
+            body = await self._read_body(counted_receive)
+        except (RequestError, BodyTimeout) as error:
             await reply(error)
             return
+        replay = _replaying(body, receive)
         try:
             # Once the replica has been busy for a whole interval (a standing queue, not a burst),
             # a newcomer may wait behind at most one request's worth of work, or the budget if
@@ -262,7 +297,7 @@ class Guard:
         scope[DEADLINE_KEY] = time.monotonic() + deadline
         try:
             async with asyncio.timeout(deadline):
-                await self.app(scope, counted_receive, deadline_send)
+                await self.app(scope, replay, deadline_send)
         except TimeoutError:
             self.state.expired += 1
             if not responded:
@@ -272,19 +307,55 @@ class Guard:
             self.throughput.finished(self.state.admitted)
             self.standing.observe(self.state.admitted)
 
+    async def _read_body(self, receive: Receive) -> bytes:
+        """The whole body, within its time limit (the size limit is `receive`'s)."""
+        chunks: list[bytes] = []
+        seconds = self.settings.body_timeout_ms / 1000
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _Disconnected()
+                    chunks.append(message.get("body", b""))
+                    if not message.get("more_body"):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise BodyTimeout(seconds) from None
+
     @staticmethod
     def _log_rejection(scope: Scope, status: int) -> None:
         request_id = _header(scope, b"x-request-id") or scope.get("recmodel.request_id") or "-"
-        error = str(scope.get(ERROR_KEY, ""))[:300]
-        # Client-controlled text is quoted (JSON strings): a CR/LF in it cannot start a line of its own.
-        log.warning(
-            "rejected status=%d method=%s path=%s request_id=%s error=%s",
+        log_refusal(
             status,
-            _quoted(str(scope.get("method", ""))[:16]),
-            _quoted(str(scope.get("path", ""))[:200]),
-            _quoted(str(request_id)[:64]),
-            _quoted(error),
+            str(scope.get("method", "")),
+            str(scope.get("path", "")),
+            str(request_id),
+            str(scope.get(ERROR_KEY, "")),
         )
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """The body read already, as the app's first message; then what the client sends next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+def log_refusal(status: int, method: str, path: str, request_id: str, error: str) -> None:
+    """One line per refusal. Client-controlled text is quoted (JSON strings), so a CR/LF in it
+    cannot start a line of its own."""
+    log.warning(
+        "rejected status=%d method=%s path=%s request_id=%s error=%s",
+        status,
+        _quoted(method[:16]),
+        _quoted(path[:200]),
+        _quoted(request_id[:64]),
+        _quoted(error[:300]),
+    )
 
 
 def _quoted(text: str) -> str:

@@ -218,6 +218,8 @@ class RecModelServer(Model):  # type: ignore[misc]
                 results = await loop.run_in_executor(self._explain_thread, self.core.explain_documents, docs)
             finally:
                 self._explaining.release()
+            for result in results:
+                result["model"] = self.name  # the served name, as :predict answers
             return {"explanations": results}
 
     def validate(self, payload: Any) -> Any:

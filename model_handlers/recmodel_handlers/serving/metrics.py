@@ -18,7 +18,15 @@ STAGE_SECONDS = Histogram(
     ["model", "stage"],
     buckets=LATENCY_BUCKETS,
 )
-REQUESTS = Counter("recmodel_requests_total", "Ranking requests by HTTP code", ["model", "code"])
+REQUESTS = Counter(
+    "recmodel_requests_total", "Ranking requests that reached the model, by HTTP code", ["model", "code"]
+)
+RESPONSES = Counter(
+    "recmodel_http_responses_total",
+    "Every HTTP response of the model server by route and code, refusals before the model included "
+    "(the head's limits, body size and time, admission, deadline)",
+    ["route", "code"],
+)
 INFLIGHT = Gauge("recmodel_inflight_requests", "Requests being processed", ["model"])
 CANDIDATES = Counter("recmodel_candidates_total", "Candidates scored", ["model"])
 BATCH_SIZE = Histogram(

@@ -22,6 +22,7 @@ from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 
 from recmodel_handlers.serving.app import Routes, add_exception_handlers
+from recmodel_handlers.serving.connection import protocol_for
 from recmodel_handlers.serving.guard import Guard, ServerState
 from recmodel_handlers.settings import ServerSettings
 
@@ -106,6 +107,7 @@ class RecModelRESTServer(RESTServer):  # type: ignore[misc]
         )
         rest.state.admit = admit
         rest.config.host = host
+        rest.config.http = protocol_for(settings)  # the request head's limits, on each connection
         if settings.reuse_port:
             rest.sockets = [_shared_port(host, port)]
         access = logging.getLogger("uvicorn.access")  # rejections are logged by the Guard, successes are metrics

@@ -1,0 +1,122 @@
+"""Limits on a request's head, enforced on the connection before the app sees the request.
+
+uvicorn's httptools protocol buffers a request line and headers of any size, and waits for them
+for as long as the client keeps the connection open. Behind this subclass, a head must arrive
+within `header_timeout_ms`, in at most `max_header_bytes`, with at most `max_headers` headers.
+Otherwise the answer is 408, 414 or 431 in our error body, and the connection closes. Bytes are
+counted as they arrive, so a 256 MB header costs at most one read beyond the limit. Each refusal
+is logged once and counted, as the Guard does for the refusals it makes.
+
+The body's limits (size, how long it may take) are the Guard's, which reads the whole body
+before a request takes an admission slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from recmodel_handlers.errors import HeadTimeout, HeadTooLarge, ServingError, UriTooLong
+from recmodel_handlers.serving import metrics as m
+from recmodel_handlers.serving.guard import log_refusal, route_of
+from recmodel_handlers.settings import ServerSettings
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    settings: ClassVar[ServerSettings] = ServerSettings()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_count = self._header_bytes = 0
+        self._refused = False
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    # -- the head's clock: from its first byte to its last ---------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            if self._head_timer is None:
+                timeout = self.settings.header_timeout_ms / 1000
+                self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if not self._refused and self._in_head and self._head_bytes > self.settings.max_header_bytes:
+            self._refuse(HeadTooLarge(self.settings.max_header_bytes))
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self._refused:
+            self._refuse(HeadTimeout(self.settings.header_timeout_ms / 1000))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_count = self._header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        if self._refused:
+            return
+        super().on_url(url)
+        if len(self.url) > self.settings.max_header_bytes:
+            self._refuse(UriTooLong(self.settings.max_header_bytes))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._refused:
+            return
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._header_count > self.settings.max_headers:
+            self._refuse(HeadTooLarge(self.settings.max_header_bytes, self.settings.max_headers))
+            return
+        if self._header_bytes + len(self.url) > self.settings.max_header_bytes:  # a head that arrived in one read
+            self._refuse(HeadTooLarge(self.settings.max_header_bytes))
+            return
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        self._in_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            self._in_head, self._head_bytes = True, 0  # what comes next is the next request's head
+            super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    # -- the refusal -------------------------------------------------------------------------------
+    def _refuse(self, error: ServingError) -> None:
+        self._refused = True
+        self._cancel_head_timer()
+        body = error.body()
+        head = [f"HTTP/1.1 {error.status} {error.phrase}".encode()]
+        head += [b"content-type: application/json", f"content-length: {len(body)}".encode(), b"connection: close"]
+        head += [f"{name}: {value}".encode("latin-1") for name, value in error.headers().items()]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.transport.close()
+        path = self.url.split(b"?", 1)[0].decode("latin-1", "replace") if self.url else ""
+        m.RESPONSES.labels(route=route_of(path), code=str(error.status)).inc()
+        log_refusal(error.status, "-", path, "-", str(error))
+
+
+def protocol_for(settings: ServerSettings) -> type[LimitedHttpProtocol]:
+    """The protocol class uvicorn instantiates per connection, with these limits."""
+    return type("RecModelHttpProtocol", (LimitedHttpProtocol,), {"settings": settings})
