@@ -28,6 +28,7 @@ PROGRESSING, PROMOTED, ROLLED_BACK, SHADOW, MANUAL = (
     CanaryDecision.MANUAL,
 )
 EVALUATE_EVERY_SECONDS = 5.0
+RANKING_ROUTES = "predict|infer"  # the model server's route label of ranking requests
 SHADOW_WINDOW_SECONDS = 60  # the window of the numbers a shadow canary shows (no decisions)
 
 
@@ -61,14 +62,16 @@ def queries(namespace: str, name: str, window_seconds: int) -> dict[str, str]:
     model = f'namespace="{namespace}",model="{name}"'
     canary = f'{model},pod=~"{name}-predictor-canary-.*"'
     window = f"[{window_seconds}s]"
+    # Every answer of the ranking routes, the refusals before the model included (503, 408, 431...).
+    answers = f'{canary},route=~"{RANKING_ROUTES}"'
     return {
         "p95_ms": "1000 * histogram_quantile(0.95, sum(rate("
         f"recmodel_request_duration_seconds_bucket{{{canary}}}{window})) by (le))",
-        "error_rate": f'(sum(rate(recmodel_requests_total{{{canary},code=~"5.."}}{window})) or vector(0))'
-        f" / sum(rate(recmodel_requests_total{{{canary}}}{window}))",
+        "error_rate": f'(sum(rate(recmodel_http_responses_total{{{answers},code=~"5.."}}{window})) or vector(0))'
+        f" / sum(rate(recmodel_http_responses_total{{{answers}}}{window}))",
         "agreement": f"sum(rate(recmodel_shadow_agreement_sum{{{model}}}{window}))"
         f" / sum(rate(recmodel_shadow_agreement_count{{{model}}}{window}))",
-        "requests": f"sum(increase(recmodel_requests_total{{{canary}}}{window}))",
+        "requests": f"sum(increase(recmodel_http_responses_total{{{answers}}}{window}))",
         "comparisons": f"sum(increase(recmodel_shadow_agreement_count{{{model}}}{window}))",
     }
 

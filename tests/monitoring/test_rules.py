@@ -50,7 +50,7 @@ def rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_rules_pass_promtool_check(rules: Path) -> None:
     result = promtool("check", "rules", "rules.yaml", cwd=rules)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 3 rules found" in result.stdout + result.stderr
+    assert "SUCCESS: 4 rules found" in result.stdout + result.stderr
 
 
 def test_check_catches_a_broken_rule(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from recmodel_handlers.settings import ServerSettings
 
 class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
     settings: ClassVar[ServerSettings] = ServerSettings()
+    model: ClassVar[str] = ""  # the served model's name, a label of the refusals counted
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -113,10 +114,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         self.transport.close()
         path = self.url.split(b"?", 1)[0].decode("latin-1", "replace") if self.url else ""
-        m.RESPONSES.labels(route=route_of(path), code=str(error.status)).inc()
+        m.RESPONSES.labels(model=self.model, route=route_of(path), code=str(error.status)).inc()
         log_refusal(error.status, "-", path, "-", str(error))
 
 
-def protocol_for(settings: ServerSettings) -> type[LimitedHttpProtocol]:
+def protocol_for(settings: ServerSettings, model: str) -> type[LimitedHttpProtocol]:
     """The protocol class uvicorn instantiates per connection, with these limits."""
-    return type("RecModelHttpProtocol", (LimitedHttpProtocol,), {"settings": settings})
+    return type("RecModelHttpProtocol", (LimitedHttpProtocol,), {"settings": settings, "model": model})

@@ -120,6 +120,7 @@ class ServerState:
     """Shared by the middleware, the routes and the signal handler."""
 
     draining: bool = False
+    model: str = ""  # the served model's name, a label of every response counted
     admit: Callable[[], None] = field(default=lambda: None)  # raises Overloaded (the models' queues)
     admitted: int = 0
     rejected_busy: int = 0
@@ -224,7 +225,8 @@ class Guard:
             if not started:
                 await reply(InternalError(error))
         finally:
-            m.RESPONSES.labels(route=route_of(scope.get("path", "")), code=str(status or 499)).inc()
+            route = route_of(scope.get("path", ""))
+            m.RESPONSES.labels(model=self.state.model, route=route, code=str(status or 499)).inc()
             if status >= 400 or not started:
                 self._log_rejection(scope, status or 499)
 

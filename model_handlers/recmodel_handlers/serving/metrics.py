@@ -25,7 +25,7 @@ RESPONSES = Counter(
     "recmodel_http_responses_total",
     "Every HTTP response of the model server by route and code, refusals before the model included "
     "(the head's limits, body size and time, admission, deadline)",
-    ["route", "code"],
+    ["model", "route", "code"],
 )
 INFLIGHT = Gauge("recmodel_inflight_requests", "Requests being processed", ["model"])
 CANDIDATES = Counter("recmodel_candidates_total", "Candidates scored", ["model"])

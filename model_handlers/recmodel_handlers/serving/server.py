@@ -106,8 +106,9 @@ class RecModelRESTServer(RESTServer):  # type: ignore[misc]
             server_version=_package_version(),
         )
         rest.state.admit = admit
+        rest.state.model = ",".join(model.name for model in models)  # one model per server in practice
         rest.config.host = host
-        rest.config.http = protocol_for(settings)  # the request head's limits, on each connection
+        rest.config.http = protocol_for(settings, rest.state.model)  # the request head's limits, per connection
         if settings.reuse_port:
             rest.sockets = [_shared_port(host, port)]
         access = logging.getLogger("uvicorn.access")  # rejections are logged by the Guard, successes are metrics
