@@ -55,8 +55,10 @@ def prometheus(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_requests_count_every_answer_of_the_ranking_routes(prometheus: Prometheus) -> None:
     requests = prometheus.value(queries("shop", "ranker", 60)["requests"])
-    # increase() extrapolates over its window: within a few percent of what was sent
-    assert requests is not None and abs(requests - (GOOD + TOO_MANY_HEADERS + DEADLINE_MISSED)) <= 4, requests
+    sent = GOOD + TOO_MANY_HEADERS + DEADLINE_MISSED
+    # increase() extrapolates towards its window's edges, so it reads somewhat more than was sent
+    # (46 for 40 seen); counting only the answers that reached the model would read about 20.
+    assert requests is not None and sent <= requests <= 1.5 * sent, requests
 
 
 def test_the_error_rate_counts_the_deadlines_the_model_missed(prometheus: Prometheus) -> None:

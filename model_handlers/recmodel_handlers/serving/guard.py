@@ -258,35 +258,20 @@ class Guard:
             return
         try:
             deadline = deadline_seconds(scope, self.settings.request_timeout_ms)
+            # Twice: before the body is read, so that overload is refused without reading it (a
+            # refusal must cost far less than the work), and once it is in, for the slot itself:
+            # a client that sends its body slowly never holds a slot.
+            self._check_admission()
             body = await self._read_body(counted_receive)
-        except (RequestError, BodyTimeout) as error:
-            await reply(error)
-            return
-        replay = _replaying(body, receive)
-        try:
-            # Once the replica has been busy for a whole interval (a standing queue, not a burst),
-            # a newcomer may wait behind at most one request's worth of work, or the budget if
-            # that is longer (slow models would otherwise never overlap two requests).
-            self.standing.observe(self.state.admitted)
-            wait = self.throughput.wait(self.state.admitted)
-            allowed = max(self.settings.max_queue_ms / 1000, self.throughput.wait(1))
-            if self.standing.depth > 0 and wait > allowed:
-                raise Overloaded(wait, allowed)
-            if self.state.admitted >= self.settings.max_queue:
-                raise Overloaded(
-                    0.0,
-                    0.0,
-                    f"busy: {self.state.admitted} requests in progress, the limit is {self.settings.max_queue}",
-                )
-            # The models' own check, also before the body is read: scoring work queued in the
-            # batcher (candidates at the measured scoring rate), not gated by the standing queue.
-            # It curbs the bursts the gate lets in: without it accepted p99 at 4x load measured
-            # 57 ms instead of about 32 (tests/serving/test_load.py).
-            self.state.admit()
+            self._check_admission()
         except Overloaded as busy:
             self.state.rejected_busy += 1
             await reply(busy)
             return
+        except (RequestError, BodyTimeout) as error:
+            await reply(error)
+            return
+        replay = _replaying(body, receive)
         self.throughput.started(self.state.admitted)
         self.state.admitted += 1
         responded = False
@@ -308,6 +293,26 @@ class Guard:
             self.state.admitted -= 1
             self.throughput.finished(self.state.admitted)
             self.standing.observe(self.state.admitted)
+
+    def _check_admission(self) -> None:
+        """Raises Overloaded when a newcomer would wait too long, or no slot is free."""
+        # Once the replica has been busy for a whole interval (a standing queue, not a burst),
+        # a newcomer may wait behind at most one request's worth of work, or the budget if
+        # that is longer (slow models would otherwise never overlap two requests).
+        self.standing.observe(self.state.admitted)
+        wait = self.throughput.wait(self.state.admitted)
+        allowed = max(self.settings.max_queue_ms / 1000, self.throughput.wait(1))
+        if self.standing.depth > 0 and wait > allowed:
+            raise Overloaded(wait, allowed)
+        if self.state.admitted >= self.settings.max_queue:
+            raise Overloaded(
+                0.0, 0.0, f"busy: {self.state.admitted} requests in progress, the limit is {self.settings.max_queue}"
+            )
+        # The models' own check: scoring work queued in the batcher (candidates at the measured
+        # scoring rate), not gated by the standing queue. It curbs the bursts the gate lets in:
+        # without it accepted p99 at 4x load measured 57 ms instead of about 32
+        # (tests/serving/test_load.py).
+        self.state.admit()
 
     async def _read_body(self, receive: Receive) -> bytes:
         """The whole body, within its time limit (the size limit is `receive`'s)."""
