@@ -412,9 +412,10 @@ class OperatorProcess:
 
     @property
     def identity(self) -> str:
-        """What this process writes into the Lease when it leads (the operator's own rule)."""
+        """What this process writes into the Lease when it leads (the operator's own rule:
+        POD_NAME when it is given one, else host and process id)."""
         assert self.process is not None
-        return f"{socket.gethostname()}-{self.process.pid}"
+        return self.env.get("POD_NAME") or f"{socket.gethostname()}-{self.process.pid}"
 
     def health(self) -> dict[str, Any]:
         try:

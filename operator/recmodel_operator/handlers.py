@@ -20,6 +20,14 @@ from recmodel_operator.kube import Kube
 from recmodel_operator.reconcile import Settings
 
 
+def default_identity() -> str:
+    """Who this replica is in the Lease: its pod's name (the chart passes POD_NAME), which a
+    restarted container keeps, so that a restarted leader resumes at once instead of waiting
+    out its own old lease (client-go's leader election does the same). Without POD_NAME (several
+    operators as processes on one machine, as the tests run them): host and process id."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
 @dataclass
 class Options:
     settings: Settings = field(default_factory=Settings)
@@ -29,7 +37,7 @@ class Options:
     leader_election: bool = True
     lease_namespace: str = "default"
     lease_name: str = "recmodel-operator"
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    identity: str = field(default_factory=default_identity)
 
 
 _state: dict[str, Any] = {"options": Options(), "controller": None}
