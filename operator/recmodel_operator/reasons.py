@@ -24,6 +24,8 @@ KIND_NOT_INSTALLED: Final = "KindNotInstalled"
 KNATIVE_NOT_INSTALLED: Final = "KnativeNotInstalled"
 DEPLOYMENT_MODE_FIXED: Final = "DeploymentModeFixed"
 
+CHILD_NOT_WRITTEN: Final = "ChildNotWritten"  # the API server could not take a child now (webhook down, 5xx, timeout)
+
 # Schedulable
 NODES_AVAILABLE: Final = "NodesAvailable"
 NO_MATCHING_NODES: Final = "NoMatchingNodes"

@@ -64,6 +64,7 @@ class Outcome:
     repaired: list[str] = field(default_factory=list)  # lists replaced whole before an apply
     problem: tuple[str, str] | None = None
     status_written: bool = False
+    retry: ApiError | None = None  # a temporary failure, reported in status and then retried
     finalizer_removed: bool = False
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     requeue_after: float | None = None  # look again then, though nothing changes meanwhile
@@ -217,8 +218,8 @@ def _apply_children(
         try:
             result = kube.apply(child)
         except ApiError as error:
-            if error.temporary:
-                raise  # the next try carries on where this one stopped
+            if error.temporary:  # the next try carries on where this one stopped
+                raise ApiError(error.status, error.reason, f"{_label(child)}: {error.message}") from error
             if creating:
                 _roll_back(kube, created, memory)
                 outcome.applied.clear()
@@ -333,8 +334,15 @@ def reconcile(
         children = render_children(context, settings.prometheus_url)
         _check_kinds_served(view, children)
         _check_kserve_mode(view, context)
-        _apply_children(kube, view, children, memory, outcome, careful=_rejected_before(previous, owner))
-        _prune(kube, view, owner, children, outcome)
+        try:
+            _apply_children(kube, view, children, memory, outcome, careful=_rejected_before(previous, owner))
+            _prune(kube, view, owner, children, outcome)
+        except ApiError as error:
+            if error.status < 500 or error.namespace_terminating:
+                raise  # a race, the server's own backoff, or no RecModel to report on: just retry
+            # An admission webhook that cannot be reached, a 5xx: say so now, and retry with backoff.
+            outcome.problem = (reasons.CHILD_NOT_WRITTEN, f"{error.message} (HTTP {error.status}); retrying")
+            outcome.retry = error
         if step is not None:
             if step.promote:
                 assert spec.canary is not None
@@ -360,4 +368,6 @@ def reconcile(
         view.remember(result)
         outcome.status = stamped
         outcome.status_written = True
+    if outcome.retry is not None:
+        raise outcome.retry  # the work queue retries with its backoff; the status says why meanwhile
     return outcome

@@ -153,7 +153,9 @@ def compute_status(context: RenderContext, observation: Observation, problem: tu
             )
         )
     reconciled = problem or (reasons.APPLIED, f"{len(children)} children match the spec")
-    if problem is not None:
+    if problem is not None and problem[0] not in reasons.SPEC_PROBLEMS:  # temporary: being retried
+        phase = Phase.DEGRADED if serving else Phase.PROGRESSING
+    elif problem is not None:
         phase = Phase.DEGRADED if serving else Phase.FAILED
     elif serving:
         phase = Phase.READY

@@ -4,6 +4,7 @@ or KEDA, notices CRDs installed later, and hands over between two replicas."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,3 +238,61 @@ def test_a_restarted_leader_resumes_at_once_under_its_pod_name(crds: Tools, new_
     assert lease().get("leaseTransitions") == transitions  # the same holder: no transition
     apply(tools, namespace, small_standalone("restarted-1"))
     wait_phase(tools, namespace, "restarted-1", "Ready", timeout=60)
+
+
+def test_a_child_that_cannot_be_written_is_reported_at_once_and_retried(
+    crds: Tools, new_operator: Any, namespace: str
+) -> None:
+    """An admission webhook nobody answers (as when KServe's webhook is down) makes the API server
+    answer every Deployment write in the namespace with a 500: each RecModel says so in its
+    status within one reconcile, and all become Ready once the webhook is gone."""
+    tools = crds
+    webhook = f"unreachable-{namespace}"
+    configuration = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": webhook},
+        "webhooks": [
+            {
+                "name": "unreachable.recmodel.dev",
+                "clientConfig": {"url": "https://127.0.0.1:1/validate"},  # nothing listens on port 1
+                "rules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["deployments"],
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 2,
+            }
+        ],
+    }
+    operator = new_operator(leader_election=False)
+    operator.start()
+    tools.kubectl_run("apply", "-f", "-", stdin=json.dumps(configuration))
+    try:
+        names = [f"unwritable-{i}" for i in range(5)]
+        applied_at = time.monotonic()
+        for name in names:
+            apply(tools, namespace, small_standalone(name))
+
+        def reported(name: str) -> dict[str, Any] | None:
+            reconciled = condition(recmodel(tools, namespace, name), "Reconciled")
+            return reconciled if reconciled and reconciled.get("reason") == "ChildNotWritten" else None
+
+        for name in names:
+            found = wait_for(lambda n=name: reported(n), timeout=10, what=f"{name} reports the refused write")
+            assert found["status"] == "False"
+            assert "failed calling webhook" in found["message"] and "Deployment/" in found["message"], found
+            assert (recmodel(tools, namespace, name) or {})["status"]["phase"] == "Progressing"  # never Failed
+        print(f"5 RecModels reported the refused writes {time.monotonic() - applied_at:.1f} s after the apply")
+    finally:
+        tools.kubectl_run("delete", "validatingwebhookconfiguration", webhook, "--ignore-not-found")
+    for name in names:
+        wait_phase(tools, namespace, name, "Ready", timeout=90)
+    assert _error_lines(operator.log()) == [], operator.log()[-2000:]

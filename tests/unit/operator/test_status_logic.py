@@ -87,3 +87,10 @@ def test_transition_times_are_kept_while_status_holds() -> None:
     assert same_status(first, {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]})
     changed = stamp({"phase": "Degraded", "conditions": [{"type": "Ready", "status": "False"}]}, first, "t3")
     assert changed["conditions"][0]["lastTransitionTime"] == "t3"
+
+
+def test_a_temporary_problem_is_progressing_never_failed() -> None:
+    transient = compute_status(_context(), Observation(), ("ChildNotWritten", "webhook down; retrying"))
+    assert transient["phase"] == "Progressing"
+    assert {c["type"]: c["reason"] for c in transient["conditions"]}["Reconciled"] == "ChildNotWritten"
+    assert compute_status(_context(), Observation(), ("InvalidSpec", "bad"))["phase"] == "Failed"
