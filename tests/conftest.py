@@ -1,7 +1,8 @@
 """Shared fixtures (the local control plane, namespaces, trained models) and the markers.
 
 `cluster` is set here on every test that needs the local control plane or its built binaries
-(one that uses the `cluster` fixture, and every test under integration/, e2e/ and monitoring/),
+(one that uses the `cluster` fixture, and every test under integration/, e2e/ and monitoring/;
+tests/serving/test_load.py marks itself, for the load generator the cluster build makes),
 so `pytest -m "not cluster"` runs what a fresh machine can run without building Kubernetes.
 `slow` marks tests of more than about 20 s each (set in their modules)."""
 

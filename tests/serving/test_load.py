@@ -20,7 +20,8 @@ from devcluster.build.versions import VEGETA_VERSION, bin_dir
 from devcluster.harness.servers import kserve_server, listening_pids
 from recmodel_handlers.tools.samples import make_request
 
-pytestmark = pytest.mark.slow  # tens of seconds each (docs/development.md)
+# Slow, and it needs vegeta, which `make cluster-build` builds: a `cluster` test too.
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 BIN = Path(sys.executable).parent
 VEGETA = bin_dir() / f"vegeta-{VEGETA_VERSION}"

@@ -1,0 +1,1 @@
+"""Building the control plane: Go wrapper modules (`gomod/`), the versions they pin, cached builds."""
