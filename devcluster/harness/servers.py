@@ -96,7 +96,15 @@ def kserve_server(
     """`recmodel serve` on a free loopback port (or `port`); yields its base URL. `argv`
     replaces the default command line (the e2e tests pass exactly what the operator rendered)."""
     port = port or free_ports(1)[0]
-    command = argv or [str(BIN / "recmodel"), "serve", f"--model-dir={model_dir}", f"--name={name}"]
+    # A test's server stops at once: the 5 s drain is for pods behind a load balancer, and every
+    # fixture's teardown waited it out. A command line the operator rendered (argv) keeps its own.
+    command = argv or [
+        str(BIN / "recmodel"),
+        "serve",
+        f"--model-dir={model_dir}",
+        f"--name={name}",
+        "--drain-seconds=0",
+    ]
     command = [*command, "--host=127.0.0.1", f"--http-port={port}", *(extra_args or [])]
     with log.open("ab") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})

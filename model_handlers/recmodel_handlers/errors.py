@@ -107,6 +107,9 @@ class BodyTimeout(ServingError):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"body: not received within {seconds:g} s")
 
+    def headers(self) -> dict[str, str]:
+        return {"connection": "close"}  # the rest of the body may still come: this connection is done
+
 
 class UnsupportedEncoding(ServingError):
     status = 415

@@ -19,8 +19,6 @@ import pytest
 from devcluster.harness.servers import kserve_server, listening_pids, metric_total
 from recmodel_handlers.tools.samples import make_request
 
-pytestmark = pytest.mark.slow  # tens of seconds each (docs/development.md)
-
 V1 = "/v1/models/ranker:predict"
 GOOD = {"instances": [make_request(20)]}
 HEADER_TIMEOUT_MS = 1500
