@@ -195,6 +195,13 @@ class BatchingSpec(ApiModel):
     max_latency_ms: int = Field(5, ge=0, le=1000, description="Longest wait for a batch to fill, in milliseconds.")
 
 
+def _size_between(value: str, low: str, high: str) -> str:
+    """A byte quantity within [low, high], or the error a person reads in the status."""
+    if not parse_quantity(low) <= parse_quantity(value) <= parse_quantity(high):
+        raise ValueError(f"{value!r} must be between {low} and {high}")
+    return value
+
+
 class ServerSpec(ApiModel):
     """What protects each model-server replica (runtime kserve): request size, the work it
     queues, deadlines and the drain on shutdown."""
@@ -237,16 +244,12 @@ class ServerSpec(ApiModel):
     @field_validator("max_body_size")
     @classmethod
     def _body_size_is_usable(cls, value: str) -> str:
-        if not 2**10 <= parse_quantity(value) <= 2**30:
-            raise ValueError(f"{value!r} must be between 1Ki and 1Gi")
-        return value
+        return _size_between(value, "1Ki", "1Gi")
 
     @field_validator("max_header_size")
     @classmethod
     def _header_size_is_usable(cls, value: str) -> str:
-        if not 2**10 <= parse_quantity(value) <= 2**20:
-            raise ValueError(f"{value!r} must be between 1Ki and 1Mi")
-        return value
+        return _size_between(value, "1Ki", "1Mi")
 
     @property
     def max_body_bytes(self) -> int:
