@@ -127,7 +127,8 @@ class Informer:
         self._stop.set()
 
     def snapshot(self) -> list[Obj]:
-        return self._cache.all(self._source)
+        objects: list[Obj] = self._cache.all(self._source)
+        return objects
 
 
 # The kinds the devcluster's controllers watch.

@@ -32,6 +32,7 @@ from devcluster.common import processes
 from devcluster.common.kubeconfig import write_kubeconfig
 from devcluster.common.ports import free_ports, is_listening
 from devcluster.common.processes import Layout, Ports
+from devcluster.common.routes import ensure_blackhole_routes
 from devcluster.nodes.specs import NODES, PROCESS_NODES, render_node
 from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE
 
@@ -285,6 +286,7 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
     KServe's controller, KEDA (operator and metrics API server) and Prometheus; without them it
     is a plain Kubernetes cluster (as the standalone backend expects)."""
     layout = layout or default_layout()
+    ensure_blackhole_routes()  # before anything could send to the pod or Service ranges
     if is_running(layout):
         _log(f"already running at {info(layout).server}")
         return info(layout)

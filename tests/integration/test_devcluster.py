@@ -162,3 +162,21 @@ def test_prometheus_scrapes_the_processes_registered_with_it(cluster: Tools) -> 
             what="the registered target scraped",
         )
     assert found == 1.0
+
+
+def test_no_packet_to_the_pod_or_service_ranges_can_leave_the_machine(cluster: Tools) -> None:
+    """While the cluster is up the kernel drops both ranges (blackhole routes), and the route it
+    would take for an address in either is that blackhole, never the default route."""
+    import subprocess
+
+    from devcluster.common.podnet import POD_NETWORK, SERVICE_NETWORK
+
+    for network in (POD_NETWORK, SERVICE_NETWORK):
+        address = str(network.network_address + 7)
+        route = subprocess.run(["ip", "route", "get", address], check=False, capture_output=True, text=True)
+        # No route is found: the kernel refuses (a blackhole answers EINVAL here), never "via" the default.
+        assert route.returncode != 0 and " via " not in route.stdout, (address, route.stdout, route.stderr)
+        table = subprocess.run(
+            ["ip", "route", "show", "type", "blackhole"], check=True, capture_output=True, text=True
+        ).stdout
+        assert f"blackhole {network}" in table, table
