@@ -11,6 +11,7 @@ from typing import Any
 
 from recmodel_operator import FIELD_MANAGER, KIND
 from recmodel_operator.kinds import CRD, DEPLOYMENT, NODE, POD, ChildKind
+from recmodel_operator.writers import foreign_entries
 
 Obj = dict[str, Any]
 ObjKey = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
@@ -51,6 +52,16 @@ def no_owner(_obj: Obj) -> str | None:
 def without_bookkeeping(obj: Obj) -> Obj:
     """The object without managedFields (large, and never read here)."""
     meta = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
+
+
+def with_foreign_writers(obj: Obj) -> Obj:
+    """The object with only the managedFields of other writers of its spec (`writers`): who
+    contends with us for a field is read from them."""
+    meta = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+    foreign = foreign_entries(obj["metadata"].get("managedFields") or [])
+    if foreign:
+        meta["managedFields"] = foreign
     return {**obj, "metadata": meta}
 
 
@@ -105,7 +116,7 @@ class Source:
 
 
 def child_source(kind: ChildKind) -> Source:
-    return Source(name=kind.plural, kind=kind, label_selector=MANAGED_BY)
+    return Source(name=kind.plural, kind=kind, label_selector=MANAGED_BY, keep=with_foreign_writers)
 
 
 # Objects KServe creates for our InferenceServices, and the pods of both backends.

@@ -23,6 +23,7 @@ from recmodel_operator.cache import (
     crd_serves,
 )
 from recmodel_operator.conditions import PROBLEM_PHASES, ConditionType, Phase
+from recmodel_operator.conflicts import Contests
 from recmodel_operator.informer import WATCH_SECONDS, Informer
 from recmodel_operator.kinds import ALL_CHILD_KINDS, RECMODEL, ChildKind, kind_of
 from recmodel_operator.kube import ApiError, Kube
@@ -111,6 +112,7 @@ class Controller:
         self.resync_seconds = resync_seconds
         self.stuck_seconds = stuck_seconds
         self.memory: dict[ChildKey, tuple[str, str]] = {}
+        self.contests = Contests()
         self.stop_event = threading.Event()
         self.served_changed = threading.Condition()
         self.started = threading.Event()
@@ -220,7 +222,16 @@ class Controller:
             return
         started = time.monotonic()
         try:
-            outcome = reconcile(self.kube, self.view, body, self.settings, self.memory, _now())
+            outcome = reconcile(
+                self.kube,
+                self.view,
+                body,
+                self.settings,
+                self.memory,
+                _now(),
+                contests=self.contests,
+                clock=time.monotonic(),
+            )
         except ApiError as error:
             if error.namespace_terminating or error.not_found:
                 # Deleted meanwhile (the RecModel or its namespace): its DELETED event follows.
@@ -236,7 +247,7 @@ class Controller:
             metrics.observe_reconcile("error", time.monotonic() - started)
             return
         self.queue.forget(key)
-        if outcome.requeue_after is not None:  # a canary under analysis: read its metrics again
+        if outcome.requeue_after is not None:  # a canary under analysis, a contested child: look again
             self.queue.add_after(key, outcome.requeue_after)
         result = "ok" if outcome.problem is None else "spec-problem"
         metrics.observe_reconcile(result, time.monotonic() - started)

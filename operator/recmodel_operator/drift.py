@@ -8,6 +8,7 @@ Quantities compare by value, since the API server normalises them ("0.5" reads b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from recmodel_operator.quantity import same_quantity
@@ -32,22 +33,44 @@ def _by_name(items: list[Any]) -> dict[Any, Any]:
     return {item.get("name"): item for item in items if isinstance(item, dict)}
 
 
-def contains(live: Any, desired: Any) -> bool:
-    """True when every field of `desired` is present in `live` with the same value."""
+def differences(live: Any, desired: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Where `live` lacks a field of `desired` or holds another value: paths whose steps are keys,
+    and for a list of named entries our entry itself (a plain list differs as a whole)."""
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
-    if isinstance(desired, list):
-        if not isinstance(live, list):
-            return False
-        if _named(desired):
+        if not isinstance(live, dict):
+            yield path
+            return
+        for key, value in desired.items():
+            if key in live:
+                yield from differences(live[key], value, (*path, key))
+            else:
+                yield (*path, key)
+    elif isinstance(desired, list):
+        if isinstance(live, list) and _named(desired):
             live_by_name = _by_name(live)
-            return all(d["name"] in live_by_name and contains(live_by_name[d["name"]], d) for d in desired)
-        return len(live) == len(desired) and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+            for entry in desired:
+                yield from differences(live_by_name.get(entry["name"]), entry, (*path, entry))
+        elif not (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        ):
+            yield path
+    elif not _same_value(live, desired):
+        yield path
+
+
+def _same_value(live: Any, desired: Any) -> bool:
     if isinstance(desired, bool) or isinstance(live, bool):
         return live is desired
     if isinstance(desired, int | float) and isinstance(live, int | float):
         return float(live) == float(desired)
     return bool(live == desired) or (isinstance(desired, str) and same_quantity(live, desired))
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """True when every field of `desired` is present in `live` with the same value."""
+    return next(differences(live, desired), None) is None
 
 
 def conflicting_lists(live: Any, desired: Any, path: Path = ()) -> list[Path]:

@@ -25,6 +25,7 @@ KNATIVE_NOT_INSTALLED: Final = "KnativeNotInstalled"
 DEPLOYMENT_MODE_FIXED: Final = "DeploymentModeFixed"
 
 CHILD_NOT_WRITTEN: Final = "ChildNotWritten"  # the API server could not take a child now (webhook down, 5xx, timeout)
+CONFLICTING_WRITER: Final = "ConflictingWriter"  # another field manager keeps changing fields we own
 
 # Schedulable
 NODES_AVAILABLE: Final = "NodesAvailable"

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from recmodel_operator import analysis, reasons
 from recmodel_operator.conditions import ConditionType
-from recmodel_operator.drift import conflicting_lists, contains, pointer, value_at
+from recmodel_operator.conflicts import MAX_DELAY, Contest, Contests
+from recmodel_operator.drift import conflicting_lists, contains, differences, pointer, value_at
 from recmodel_operator.kinds import INFERENCE_SERVICE, KNATIVE_SERVICE, RECMODEL, SCALED_OBJECT, ChildKind, kind_of
 from recmodel_operator.kube import ApiError, Kube
 from recmodel_operator.prometheus import MetricsUnavailable
@@ -23,6 +24,7 @@ from recmodel_operator.render.desired import HASH_ANNOTATION, render_children
 from recmodel_operator.render.inference_service import DEPLOYMENT_MODE_ANNOTATION, deployment_mode, knative_features
 from recmodel_operator.spec import RecModelSpec
 from recmodel_operator.status import Observation, compute_status, failed_status, same_status, stamp
+from recmodel_operator.writers import writers_of
 
 Obj = dict[str, Any]
 ChildKey = tuple[str, str, str]  # (plural, namespace, name)
@@ -161,6 +163,48 @@ def needs_apply(desired: Obj, live: Obj | None, memory: MutableMapping[ChildKey,
     return memory.get(child_key(desired)) != (ours, version)
 
 
+def _applied_before(desired: Obj, memory: MutableMapping[ChildKey, tuple[str, str]]) -> bool:
+    """Did we apply this very desired state? (Then a difference is someone else's doing.)"""
+    applied = memory.get(child_key(desired))
+    return applied is not None and applied[0] == desired["metadata"]["annotations"][HASH_ANNOTATION]
+
+
+def _plan(
+    view: View,
+    children: list[Obj],
+    memory: MutableMapping[ChildKey, tuple[str, str]],
+    contests: Contests,
+    clock: float,
+) -> list[tuple[Obj, Obj | None]]:
+    """The children to apply now, with their live state. A foreign change to a child we already
+    applied waits while its writer contends with us (`conflicts`)."""
+    plan: list[tuple[Obj, Obj | None]] = []
+    for child in children:
+        key = child_key(child)
+        live = view.child(kind_of(child), *key[1:])
+        if not needs_apply(child, live, memory):
+            contests.unchanged(key, clock)
+            continue
+        if live is not None and _applied_before(child, memory):
+            writers = writers_of(live["metadata"].get("managedFields") or [], differences(live, child))
+            if contests.changed_by_others(key, writers, clock) > 0:
+                continue
+        plan.append((child, live))
+    return plan
+
+
+def conflict_message(contested: list[tuple[str, Contest]]) -> str:
+    """Who keeps changing what (stable while the contest lasts: one Warning Event for it)."""
+    parts = []
+    for label, contest in contested:
+        named = [f'field manager "{manager}" ({", ".join(fields)})' for manager, fields in contest.writers.items()]
+        parts.append(f"{label}: {' and '.join(named) or 'another client'} keeps changing fields the operator owns")
+    return (
+        "; ".join(parts) + "; the operator puts the spec back with a growing delay (at most every "
+        f"{MAX_DELAY:.0f}s) rather than answering every write: stop the other writer, or change the RecModel"
+    )
+
+
 def _rejected(child: Obj, error: ApiError) -> Exception:
     if error.namespace_terminating:
         return error  # nothing to report: the RecModel goes with its namespace
@@ -183,15 +227,13 @@ def _apply_children(
     outcome: Outcome,
     *,
     careful: bool,
+    contests: Contests,
+    clock: float,
 ) -> None:
     """Applies what needs it. A first creation goes ahead optimistically and rolls back if the
     API server rejects a child; other multi-child changes (and a spec already rejected once:
     `careful`) are dry-run first, so that a rejected spec never disturbs what runs."""
-    plan = [
-        (child, live)
-        for child in children
-        if needs_apply(child, live := view.child(kind_of(child), *child_key(child)[1:]), memory)
-    ]
+    plan = _plan(view, children, memory, contests, clock)
     creating = not careful and all(live is None for _, live in plan)
     if len(plan) > 1 and not creating:
         for child, _ in plan:
@@ -234,7 +276,7 @@ def _apply_children(
         outcome.applied.append(_label(child))
 
 
-def _prune(kube: Kube, view: View, owner: Owner, children: list[Obj], outcome: Outcome) -> None:
+def _prune(kube: Kube, view: View, owner: Owner, children: list[Obj], outcome: Outcome, contests: Contests) -> None:
     wanted = {(kind_of(c), c["metadata"]["name"]) for c in children}
     for live in view.owned_children(f"{owner.namespace}/{owner.name}"):
         refs = live["metadata"].get("ownerReferences") or []
@@ -242,6 +284,7 @@ def _prune(kube: Kube, view: View, owner: Owner, children: list[Obj], outcome: O
             continue  # a namesake's leftover, for the garbage collector
         if (kind_of(live), live["metadata"]["name"]) not in wanted:
             kube.delete(kind_of(live), owner.namespace, live["metadata"]["name"], uid=live["metadata"].get("uid"))
+            contests.forget(child_key(live))
             outcome.pruned.append(_label(live))
 
 
@@ -311,7 +354,11 @@ def reconcile(
     settings: Settings,
     memory: MutableMapping[ChildKey, tuple[str, str]],
     now: str,
+    *,
+    contests: Contests,
+    clock: float,
 ) -> Outcome:
+    """`now` stamps status times; `clock` (monotonic seconds) paces the answers to a contending writer."""
     owner = owner_of(body)
     outcome = Outcome(status=None, finalizer_removed=_remove_legacy_finalizer(kube, body))
     if body["metadata"].get("deletionTimestamp"):
@@ -335,8 +382,9 @@ def reconcile(
         _check_kinds_served(view, children)
         _check_kserve_mode(view, context)
         try:
-            _apply_children(kube, view, children, memory, outcome, careful=_rejected_before(previous, owner))
-            _prune(kube, view, owner, children, outcome)
+            careful = _rejected_before(previous, owner)
+            _apply_children(kube, view, children, memory, outcome, careful=careful, contests=contests, clock=clock)
+            _prune(kube, view, owner, children, outcome, contests)
         except ApiError as error:
             if error.status < 500 or error.namespace_terminating:
                 raise  # a race, the server's own backoff, or no RecModel to report on: just retry
@@ -349,8 +397,14 @@ def reconcile(
                 view.remember(kube.patch_recmodel(owner.namespace, owner.name, analysis.promotion_patch(spec.canary)))
             if step.event is not None:
                 outcome.events.append(step.event)
+        labels = {child_key(child): _label(child) for child in children}
+        contested = contests.contested(list(labels))
+        if contested and outcome.problem is None:
+            outcome.problem = (reasons.CONFLICTING_WRITER, conflict_message([(labels[k], c) for k, c in contested]))
+        looks = [contests.next_look(list(labels), clock)]
         if canary is not None and canary.get("decision") in (analysis.PROGRESSING, analysis.SHADOW):
-            outcome.requeue_after = analysis.EVALUATE_EVERY_SECONDS
+            looks.append(analysis.EVALUATE_EVERY_SECONDS)
+        outcome.requeue_after = min((look for look in looks if look is not None), default=None)
     except SpecError as error:
         outcome.problem = (error.reason, error.message)
     if context is None:

@@ -261,6 +261,56 @@ def test_foreign_edits_end_stable_without_an_apply_loop(operator: OperatorProces
     assert "Traceback" not in operator.log()
 
 
+def test_a_writer_that_keeps_taking_our_field_is_named_and_answered_with_backoff(
+    operator: OperatorProcess, namespace: str
+) -> None:
+    tools = operator.tools
+    obj = _standalone("contest", autoscaling={"minReplicas": 2, "maxReplicas": 2, "metric": "cpu", "target": 70})
+    apply(tools, namespace, obj)
+    wait_phase(tools, namespace, "contest", "Ready")
+    wait_until_quiet(tools)
+    theirs = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "contest-predictor", "namespace": namespace},
+        "spec": {"replicas": 3},
+    }
+    before = operator_api_requests(tools)
+    writer_applies = 0
+    end = time.monotonic() + 60
+    while time.monotonic() < end:  # another client takes spec.replicas, forcing, once a second
+        tools.kubectl_run(
+            "apply", "--server-side", "--force-conflicts", "--field-manager=intruder", "-f", "-",
+            stdin=json.dumps(theirs),
+        )  # fmt: skip
+        writer_applies += 1
+        time.sleep(1)
+    during = operator_api_requests(tools)
+    writes = during["writes"] - before["writes"]
+    print(f"operator writes while another client applied spec.replicas {writer_applies} times in 60 s: {writes:.0f}")
+    assert writes <= 8, f"{writes:.0f} operator writes against a writer that changed the field {writer_applies} times"
+    contested = recmodel(tools, namespace, "contest")
+    reconciled = condition(contested, "Reconciled")
+    assert reconciled is not None and reconciled["status"] == "False", reconciled
+    assert reconciled["reason"] == "ConflictingWriter"
+    assert (
+        '"intruder" (spec.replicas)' in reconciled["message"]
+        and "Deployment/contest-predictor" in reconciled["message"]
+    )
+    events = get_json(tools, "events", "-n", namespace, "--field-selector=reason=ConflictingWriter")["items"]
+    assert [e["involvedObject"]["name"] for e in events] == ["contest"], events
+    assert events[0]["type"] == "Warning" and "intruder" in events[0]["message"]
+    # The writer has stopped: the spec's value comes back, and so does a clean status.
+    wait_for(
+        lambda: get_json(tools, "deployment/contest-predictor", "-n", namespace)["spec"]["replicas"] == 2,
+        timeout=320,
+        what="the spec's replicas restored",
+    )
+    back = wait_phase(tools, namespace, "contest", "Ready", timeout=60)
+    assert condition(back, "Reconciled")["status"] == "True"  # type: ignore[index]
+    assert "Traceback" not in operator.log()
+
+
 # -- a rejected update keeps serving the previous version ------------------------------------------
 
 
