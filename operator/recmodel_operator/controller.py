@@ -24,9 +24,9 @@ from recmodel_operator.cache import (
 )
 from recmodel_operator.conditions import PROBLEM_PHASES, ConditionType, Phase
 from recmodel_operator.conflicts import Contests
-from recmodel_operator.informer import WATCH_SECONDS, Informer
+from recmodel_operator.informer import MAX_BACKOFF, STALL_SECONDS, Informer
 from recmodel_operator.kinds import ALL_CHILD_KINDS, RECMODEL, ChildKind, kind_of
-from recmodel_operator.kube import ApiError, Kube
+from recmodel_operator.kube import API_TIMEOUT, ApiError, Kube
 from recmodel_operator.leader import LeaderElector
 from recmodel_operator.reconcile import ChildKey, Outcome, Settings, reconcile
 from recmodel_operator.workqueue import WorkQueue
@@ -37,6 +37,8 @@ Obj = dict[str, Any]
 
 RECMODELS = Source("recmodels", RECMODEL, owner=lambda _obj: None)
 CHILD_SOURCES = {kind: child_source(kind) for kind in ALL_CHILD_KINDS}
+# Longer than a silent watch, a pause between lists and a slow list: the thread itself is stuck.
+STUCK_INFORMER_SECONDS = STALL_SECONDS + MAX_BACKOFF + 2 * API_TIMEOUT
 SOURCES = (*CHILD_SOURCES.values(), KSERVE_DEPLOYMENTS, OUR_PODS, KSERVE_PODS, GPU_NODES, CRDS)
 
 
@@ -301,17 +303,24 @@ class Controller:
     # -- health ----------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """Raises when the operator is stuck; the liveness probe then fails and the pod restarts."""
+        """Raises (the liveness probe fails, the pod restarts) only where a restart helps: an
+        informer's thread or a reconcile that is stuck. A watch that stalls is replaced by its
+        informer within `STALL_SECONDS`; an API server that cannot be reached is reported here
+        but not failed on, since a new process could not reach it either."""
         now = time.monotonic()
-        stale = [i.source.name for i in self.informers if i.active and now - i.heartbeat > WATCH_SECONDS + 60]
+        stuck = [i.source.name for i in self.informers if i.active and now - i.heartbeat > STUCK_INFORMER_SECONDS]
         busy = self.queue.longest_busy()
-        if stale:
-            raise RuntimeError(f"watches of {', '.join(stale)} made no progress for {WATCH_SECONDS + 60}s")
+        if stuck:
+            raise RuntimeError(f"informers of {', '.join(stuck)} made no progress for {STUCK_INFORMER_SECONDS:.0f}s")
         if busy > self.stuck_seconds:
             raise RuntimeError(f"a reconcile has been running for {busy:.0f}s (limit {self.stuck_seconds:.0f}s)")
+        failing = {
+            i.source.name: f"{i.failing[1]} (for {now - i.failing[0]:.0f}s)" for i in self.informers if i.failing
+        }
         return {
             "started": self.started.is_set(),
             "leader": self.leading(),
             "queue": len(self.queue),
             "recmodels": self.cache.count(RECMODELS),
+            **({"watchesFailing": failing} if failing else {}),
         }

@@ -64,6 +64,21 @@ def controller() -> Controller:
     return current
 
 
+class RetriedIsWarning(logging.Filter):
+    """kopf logs each API request it is about to retry at ERROR: a 429 "storage is
+    (re)initializing" right after the CRD is installed, a 503 while the API server restarts.
+    Those are retried and recover; only a request kopf gives up on ("escalating") is an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.name.startswith("kopf")
+            and record.levelno == logging.ERROR
+            and "; will retry:" in record.getMessage()
+        ):
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
 @kopf.on.startup()
 def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Only watch-event handlers below: kopf adds no finalizer and writes no annotations.
@@ -75,6 +90,9 @@ def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # our own log says what changed, and nothing when nothing did.
     for noisy in ("kopf.objects", "kopf.activities.probe", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # kopf passes its own loggers around: filter where they end
+        if not any(isinstance(f, RetriedIsWarning) for f in handler.filters):
+            handler.addFilter(RetriedIsWarning())
     controller().start()
 
 

@@ -4,6 +4,11 @@ One thread per source. A watch that the server ends is resumed from the last res
 (bookmarks keep it fresh); an expired one (410) or any error leads to a new list, after a
 growing pause. A kind whose CRD is missing is not an error: the informer waits until the
 CRD informer says it is served.
+
+A watch that stays silent for `STALL_SECONDS` has stalled: the API server sends a bookmark on
+every watch about once a minute (`defaultBookmarkFrequency` in k8s.io/apiserver's cacher), so
+silence beyond that means the connection no longer delivers. It is logged, counted
+(`recmodel_operator_watch_stalls_total`) and replaced by a fresh list and watch.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from recmodel_operator import metrics
 from recmodel_operator.cache import Cache, Obj, Source
 from recmodel_operator.kinds import ChildKind
 from recmodel_operator.kube import ApiError, Kube
@@ -20,6 +26,7 @@ from recmodel_operator.kube import ApiError, Kube
 log = logging.getLogger("recmodel.informer")
 
 WATCH_SECONDS = 300
+STALL_SECONDS = 70.0  # the API server's bookmark period (60 s) and a margin
 MAX_BACKOFF = 30.0
 
 OnChange = Callable[[Source, Obj | None, Obj | None], None]
@@ -45,7 +52,8 @@ class Informer:
         self.stop = stop
         self.synced = threading.Event()
         self.active = False  # listed and watching (False while its kind is not served)
-        self.heartbeat = time.monotonic()
+        self.heartbeat = time.monotonic()  # the informer's thread made progress
+        self.failing: tuple[float, str] | None = None  # (since, error) while lists or watches fail
         self._thread = threading.Thread(target=self._run, name=f"informer-{source.name}", daemon=True)
 
     def start(self) -> None:
@@ -76,6 +84,10 @@ class Informer:
             except ApiError as error:
                 if error.not_found and not self.source.kind.builtin:
                     continue  # the CRD went away between our check and the list
+                if error.stalled:
+                    metrics.WATCH_STALLS.labels(source=self.source.name).inc()
+                    backoff = 1.0
+                self.failing = self.failing or (time.monotonic(), error.message)
                 log.warning(f"watching {self.source.name}: {error}; listing again in {backoff:.0f}s")
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -84,12 +96,16 @@ class Informer:
         selectors = {"label_selector": self.source.label_selector, "field_selector": self.source.field_selector}
         page = self.kube.list(self.source.kind, **selectors)
         self._report(self.cache.replace(self.source, page.items))
+        self.failing = None
         self.active = True
         self.synced.set()
         version = page.resource_version
         while not self.stop.is_set() and self.served(self.source.kind):
             self.heartbeat = time.monotonic()
-            for event in self.kube.watch(self.source.kind, version, **selectors, timeout_seconds=WATCH_SECONDS):
+            events = self.kube.watch(
+                self.source.kind, version, **selectors, timeout_seconds=WATCH_SECONDS, silence_seconds=STALL_SECONDS
+            )
+            for event in events:
                 self.heartbeat = time.monotonic()
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":

@@ -26,6 +26,7 @@ API_TIMEOUT = float(os.environ.get("RECMODEL_API_TIMEOUT_SECONDS", "30"))
 CONNECT_TIMEOUT = 5.0
 USER_AGENT = "recmodel-operator/0.1.0"
 PAGE_SIZE = 500
+STALLED = "WatchStalled"
 
 
 class ApiError(Exception):
@@ -47,6 +48,11 @@ class ApiError(Exception):
     @property
     def namespace_terminating(self) -> bool:
         return self.status == 403 and "because it is being terminated" in self.message
+
+    @property
+    def stalled(self) -> bool:
+        """A watch that stopped receiving (no event, no bookmark) although its connection is open."""
+        return self.reason == STALLED
 
     @property
     def not_found(self) -> bool:
@@ -278,9 +284,11 @@ class Kube:
         label_selector: str = "",
         field_selector: str = "",
         timeout_seconds: int = 300,
+        silence_seconds: float = 330,
     ) -> Iterator[Obj]:
         """Watch events from `resource_version` until the server ends the watch (after
-        `timeout_seconds`); a silent connection fails after that plus a margin."""
+        `timeout_seconds`). A connection that stays silent for `silence_seconds` (no event,
+        no bookmark) raises `ApiError` with `stalled` set."""
         query = [
             ("watch", "true"),
             ("resourceVersion", resource_version),
@@ -293,7 +301,7 @@ class Kube:
             kind.path(),
             verb="watch",
             query=query,
-            timeout=(CONNECT_TIMEOUT, timeout_seconds + 30),
+            timeout=(CONNECT_TIMEOUT, silence_seconds),
             stream=True,
         )
         buffer = b""
@@ -304,6 +312,8 @@ class Kube:
                     line, buffer = buffer.split(b"\n", 1)
                     if line.strip():
                         yield json.loads(line)
+        except urllib3.exceptions.ReadTimeoutError as error:
+            raise ApiError(0, STALLED, f"watch {kind.plural}: nothing received for {silence_seconds:.0f}s") from error
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise ApiError(0, type(error).__name__, f"watch {kind.plural}: {error}") from error
         finally:

@@ -20,6 +20,11 @@ API_REQUESTS = Counter("recmodel_operator_api_requests_total", "Kubernetes API r
 RECMODELS = Gauge("recmodel_operator_recmodels", "RecModels by phase", ["phase"])
 QUEUE_DEPTH = Gauge("recmodel_operator_queue_depth", "RecModels waiting to be reconciled")
 CACHES_SYNCED = Gauge("recmodel_operator_caches_synced", "1 once every informer has listed its objects")
+WATCH_STALLS = Counter(
+    "recmodel_operator_watch_stalls_total",
+    "Watches that went silent (no event, no bookmark) and were replaced",
+    ["source"],
+)
 LEADER = Gauge("recmodel_operator_leader", "1 while this replica holds the lease and reconciles")
 PHASES = tuple(str(phase) for phase in Phase)
 

@@ -234,3 +234,19 @@ def test_kserve_modes_need_knative_and_never_switch() -> None:
         _check_kserve_mode(_View(standard, {"serving.knative.dev"}), context(**scaled))  # type: ignore[arg-type]
     assert error.value.reason == "DeploymentModeFixed" and "Standard" in error.value.message
     _check_kserve_mode(_View(standard, set()), context())  # type: ignore[arg-type]
+
+
+def test_a_request_kopf_retries_is_logged_as_a_warning_and_one_it_gives_up_on_as_an_error() -> None:
+    import logging
+
+    from recmodel_operator.handlers import RetriedIsWarning
+
+    def record(message: str, name: str = "kopf._cogs.clients.watching") -> logging.LogRecord:
+        item = logging.LogRecord(name, logging.ERROR, __file__, 1, message, None, None)
+        RetriedIsWarning().filter(item)
+        return item
+
+    retried = record("Request attempt #1 failed; will retry: GET /apis/recmodel.dev -> APITooManyRequestsError(429)")
+    assert (retried.levelno, retried.levelname) == (logging.WARNING, "WARNING")
+    assert record("Request attempt #9 failed; escalating: GET /apis -> APIServerError(503)").levelno == logging.ERROR
+    assert record("x failed; will retry: y", name="recmodel.controller").levelno == logging.ERROR
