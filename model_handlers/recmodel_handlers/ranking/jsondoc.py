@@ -47,12 +47,60 @@ def _find(value: Any, path: str, depth: int = 0) -> tuple[str, _NonFinite] | Non
     return None
 
 
+def _duplicates(text: bytes | str, value: Any, where: str) -> None:
+    """orjson keeps the last of two equal keys; JSON leaves it undefined, so such a body is refused.
+    Cheap test first: each key has its colon, and serialising what was parsed drops the colons of
+    keys that were overwritten (escaped colons in strings can only hide a duplicate, never invent one)."""
+    raw = text.encode() if isinstance(text, str) else text
+    if raw.count(b":") <= orjson.dumps(value).count(b":"):
+        return
+    found = _find_duplicate(json.loads(raw, object_pairs_hook=_Located), "")
+    if found is not None:
+        path, key = found
+        field = ".".join(part for part in (where if where != "body" else "", path) if part) or where
+        raise RequestError(field or where, f"has the key {key!r} twice; every key may appear once")
+
+
+class _Located(dict[str, Any]):
+    """An object as parsed, remembering a key it saw twice."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.twice: str | None = None
+        if len(self) < len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    self.twice = key
+                    break
+                seen.add(key)
+
+
+def _find_duplicate(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
+    if depth > MAX_DEPTH:
+        return None
+    if isinstance(value, _Located):
+        if value.twice is not None:
+            return path, value.twice
+        for key, child in value.items():
+            if found := _find_duplicate(child, f"{path}.{key}" if path else str(key), depth + 1):
+                return found
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            if found := _find_duplicate(child, f"{path}[{i}]", depth + 1):
+                return found
+    return None
+
+
 def loads(body: bytes | str, where: str = "body") -> Any:
     """Parsed JSON, or RequestError naming the offending field (or the position for syntax)."""
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         first = error
+    else:
+        _duplicates(body, value, where)
+        return value
     try:
         text = body.decode() if isinstance(body, bytes) else body
         value = json.loads(text, parse_constant=_NonFinite, parse_float=_number, parse_int=_int)
