@@ -5,6 +5,7 @@ through `Kube`; deciding what to write is pure (`drift`, `render`, `status`)."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from recmodel_operator.conditions import ConditionType
 from recmodel_operator.conflicts import MAX_DELAY, Contest, Contests
 from recmodel_operator.drift import conflicting_lists, contains, differences, pointer, value_at
 from recmodel_operator.kinds import INFERENCE_SERVICE, KNATIVE_SERVICE, RECMODEL, SCALED_OBJECT, ChildKind, kind_of
+from recmodel_operator.kserve_status import parse_time, seconds_to_bound
 from recmodel_operator.kube import ApiError, Kube
 from recmodel_operator.prometheus import MetricsUnavailable
 from recmodel_operator.render.autoscaling import DEFAULT_PROMETHEUS_URL
@@ -288,12 +290,24 @@ def _prune(kube: Kube, view: View, owner: Owner, children: list[Obj], outcome: O
             outcome.pruned.append(_label(live))
 
 
-def _observe(view: View, context: RenderContext, children: list[Obj]) -> Observation:
+def _observe(view: View, context: RenderContext, children: list[Obj], now: str) -> Observation:
     owner = context.owner
     key = f"{owner.namespace}/{owner.name}"
     live = [obj for obj in (view.child(kind_of(c), owner.namespace, c["metadata"]["name"]) for c in children) if obj]
     nodes = view.gpu_nodes() if context.spec.resources.gpu.count > 0 else []
-    return Observation(children=live, pods=view.pods(key), nodes=nodes, managed=view.managed(key))
+    moment = parse_time(now) or datetime.datetime.now(datetime.UTC)
+    return Observation(children=live, pods=view.pods(key), nodes=nodes, managed=view.managed(key), now=moment)
+
+
+def _kserve_bound(observation: Observation) -> float | None:
+    """Seconds until a not-Ready InferenceService passes the bound after which status names the
+    usual causes (nothing else would wake the RecModel then)."""
+    for child in observation.children:
+        if child.get("kind") == INFERENCE_SERVICE.kind:
+            ready = {c.get("type"): c.get("status") for c in (child.get("status") or {}).get("conditions") or []}
+            if ready.get("Ready") != "True" and (left := seconds_to_bound(child, observation.now)) is not None:
+                return left + 1
+    return None
 
 
 def _remove_legacy_finalizer(kube: Kube, body: Obj) -> bool:
@@ -411,7 +425,10 @@ def reconcile(
         assert outcome.problem is not None
         new_status = failed_status(owner.generation, *outcome.problem)
     else:
-        new_status = compute_status(context, _observe(view, context, children), outcome.problem)
+        observation = _observe(view, context, children, now)
+        new_status = compute_status(context, observation, outcome.problem)
+        if (bound := _kserve_bound(observation)) is not None:
+            outcome.requeue_after = min(bound, outcome.requeue_after or bound)
         if canary is not None:
             new_status["canary"] = canary
     outcome.status = new_status

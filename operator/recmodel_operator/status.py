@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
 from recmodel_operator import reasons
 from recmodel_operator.conditions import ConditionStatus, ConditionType, Phase
+from recmodel_operator.kserve_status import not_ready_message, waiting_containers
 from recmodel_operator.quantity import parse_quantity
 from recmodel_operator.render.context import RenderContext
 from recmodel_operator.render.pod import GPU_PRODUCT_LABEL, GPU_RESOURCE
@@ -23,6 +25,7 @@ class Observation:
     pods: list[Obj] = field(default_factory=list)
     nodes: list[Obj] = field(default_factory=list)
     managed: list[Obj] = field(default_factory=list)  # what KServe made of our InferenceService
+    now: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
 
 def _condition(kind: ConditionType, ok: bool | None, reason: str, message: str) -> Obj:
@@ -103,17 +106,19 @@ def _url(context: RenderContext, children: list[Obj]) -> str | None:
     return f"http://{context.owner.name}.{context.owner.namespace}.svc.cluster.local"
 
 
-def _serving(context: RenderContext, children: list[Obj], desired: int, ready: int) -> tuple[bool, str, str]:
-    isvc = _find(children, "InferenceService")
+def _serving(context: RenderContext, observation: Observation, desired: int, ready: int) -> tuple[bool, str, str]:
+    isvc = _find(observation.children, "InferenceService")
     if isvc is not None:
         condition = _ready_condition(isvc)
         if condition and condition.get("status") == ConditionStatus.TRUE:
             return True, reasons.INFERENCE_SERVICE_READY, "InferenceService is Ready"
-        detail = (condition or {}).get("message") or "waiting for KServe to report the InferenceService Ready"
-        return False, reasons.INFERENCE_SERVICE_NOT_READY, str(detail)
+        transformer = context.spec.preprocessing.mode == "transformer"
+        message = not_ready_message(isvc, observation.pods, observation.now, transformer)
+        return False, reasons.INFERENCE_SERVICE_NOT_READY, message
     if desired > 0 and ready >= desired:
         return True, reasons.AVAILABLE, f"{ready}/{desired} replicas ready"
-    return False, reasons.REPLICAS_NOT_READY, f"{ready}/{desired} replicas ready"
+    waiting = waiting_containers(observation.pods)
+    return False, reasons.REPLICAS_NOT_READY, f"{ready}/{desired} replicas ready" + (f"; {waiting}" if waiting else "")
 
 
 def failed_status(generation: int, reason: str, message: str) -> Obj:
@@ -137,7 +142,7 @@ def compute_status(context: RenderContext, observation: Observation, problem: tu
     generation = context.owner.generation
     children = observation.children
     desired, ready = _replicas(context, [*children, *observation.managed])
-    serving, ready_reason, ready_message = _serving(context, children, desired, ready)
+    serving, ready_reason, ready_message = _serving(context, observation, desired, ready)
     if problem is not None and not serving:
         ready_reason, ready_message = problem
     unschedulable = unschedulable_message(observation.pods)

@@ -94,3 +94,56 @@ def test_a_temporary_problem_is_progressing_never_failed() -> None:
     assert transient["phase"] == "Progressing"
     assert {c["type"]: c["reason"] for c in transient["conditions"]}["Reconciled"] == "ChildNotWritten"
     assert compute_status(_context(), Observation(), ("InvalidSpec", "bad"))["phase"] == "Failed"
+
+
+def _isvc(conditions: list[dict[str, str]], **status: object) -> dict[str, object]:
+    return {
+        "kind": "InferenceService",
+        "metadata": {"name": "r", "creationTimestamp": "2026-12-01T10:00:00Z"},
+        "status": {"conditions": conditions, **status},
+    }
+
+
+def test_a_not_ready_inference_service_names_kserves_missing_condition_then_the_usual_causes() -> None:
+    import datetime
+
+    context = _context(backend="kserve")
+    created = datetime.datetime(2026, 12, 1, 10, 0, tzinfo=datetime.UTC)
+    predictor = {"type": "PredictorReady", "status": "False", "reason": "MinimumReplicasUnavailable"}
+    isvc = _isvc([predictor, {"type": "Ready", "status": "False", "lastTransitionTime": "2026-12-01T10:00:00Z"}])
+    early = compute_status(context, Observation(children=[isvc], now=created + datetime.timedelta(seconds=30)))
+    ready = next(c for c in early["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InferenceServiceNotReady" and early["phase"] == "Progressing"
+    assert "KServe's PredictorReady is False (MinimumReplicasUnavailable)" in ready["message"]
+    assert "KServe has not set IngressReady" in ready["message"]
+    assert "usual causes" not in ready["message"]
+    late = compute_status(context, Observation(children=[isvc], now=created + datetime.timedelta(seconds=600)))
+    late_message = next(c for c in late["conditions"] if c["type"] == "Ready")["message"]
+    assert "not Ready for over 180s" in late_message and "KServe controller is not running" in late_message
+    assert same_status(
+        late, compute_status(context, Observation(children=[isvc], now=created + datetime.timedelta(days=1)))
+    )
+
+
+def test_kserves_failure_info_and_the_kubelets_waiting_reason_are_quoted() -> None:
+    context = _context(backend="kserve")
+    failure = {"reason": "NoSupportingRuntime", "message": "No runtime found to support specified framework/version"}
+    isvc = _isvc([{"type": "Ready", "status": "False"}], modelStatus={"lastFailureInfo": failure})
+    status = compute_status(context, Observation(children=[isvc]))
+    message = next(c for c in status["conditions"] if c["type"] == "Ready")["message"]
+    assert message.startswith("KServe reports NoSupportingRuntime: No runtime found")
+    assert "ClusterServingRuntime" in message
+    pod = {
+        "metadata": {"name": "r-predictor-abc"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "kserve-container",
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}},
+                }
+            ]
+        },
+    }
+    waiting = compute_status(context, Observation(children=[_isvc([])], pods=[pod]))
+    message = next(c for c in waiting["conditions"] if c["type"] == "Ready")["message"]
+    assert "pod r-predictor-abc: container kserve-container is ImagePullBackOff: no such image" in message
