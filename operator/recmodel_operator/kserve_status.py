@@ -27,6 +27,8 @@ _HINTS = {
     "ModelLoadFailed": "the model server could not load the model: check spec.model.storageUri and the pod's logs",
     "RuntimeUnhealthy": "the model server's container does not start or fails its probes: see the pod's events",
 }
+BLOCKED = ("InvalidSpec", "BlockedByFailedLoad")  # transitionStatus while lastFailureInfo holds
+RUNTIME_REASONS = ("NoSupportingRuntime", "RuntimeNotRecognized", "RuntimeDisabled")
 USUAL_CAUSES = (
     "usual causes: the KServe controller is not running (kubectl -n kserve get pods), the ServingRuntime is not "
     "installed, the image cannot be pulled, the model cannot be downloaded (the storage-initializer's logs)"
@@ -74,11 +76,14 @@ def waiting_containers(pods: list[Obj]) -> str | None:
 
 
 def not_ready_message(isvc: Obj, pods: list[Obj], now: datetime.datetime, transformer: bool = False) -> str:
-    failure = ((isvc.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo") or {}
-    if failure.get("reason"):
+    model_status = (isvc.get("status") or {}).get("modelStatus") or {}
+    failure = model_status.get("lastFailureInfo") or {}
+    if failure.get("reason") and model_status.get("transitionStatus") in BLOCKED:
         reason = str(failure["reason"])
         where = f" ({failure['location']})" if failure.get("location") else ""
+        runtime = (((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}).get("runtime")
         hint = f"; {_HINTS[reason]}" if reason in _HINTS else ""
+        hint += f" ({runtime})" if runtime and reason in RUNTIME_REASONS else ""
         return f"KServe reports {reason}{where}: {failure.get('message') or 'no detail'}{hint}"
     parts = []
     conditions = _conditions(isvc)

@@ -17,6 +17,7 @@ from devcluster.harness.testing import (
     condition,
     get_json,
     inference_service_ready,
+    install_recmodel_runtime,
     sample,
     wait_for,
     wait_phase,
@@ -176,3 +177,25 @@ def test_an_edit_kserves_webhook_refuses_is_reported_and_nothing_changes(
         ),
         what="recovered",
     )
+
+
+def test_a_missing_serving_runtime_is_named_from_kserves_status_and_recovers(
+    operator: OperatorProcess, namespace: str
+) -> None:
+    tools = operator.tools
+    tools.kubectl_run("delete", "clusterservingruntime", "recmodel", "--wait=true")
+    try:
+        apply(tools, namespace, sample("01-cpu-kserve.yaml"))
+
+        def ready_message() -> str:
+            found = condition(get_json(tools, "recmodel", "search-ranker-cpu", "-n", namespace), "Ready") or {}
+            return str(found.get("message", ""))
+
+        wait_for(lambda: "RuntimeNotRecognized" in ready_message(), timeout=30, what="KServe's failure in status")
+        message = ready_message()
+        assert "KServe reports RuntimeNotRecognized" in message and "(recmodel)" in message, message
+        rm = get_json(tools, "recmodel", "search-ranker-cpu", "-n", namespace)
+        assert rm["status"]["phase"] == "Progressing"
+    finally:
+        install_recmodel_runtime(tools)
+    wait_phase(tools, namespace, "search-ranker-cpu", "Ready", timeout=240)

@@ -128,7 +128,10 @@ def test_a_not_ready_inference_service_names_kserves_missing_condition_then_the_
 def test_kserves_failure_info_and_the_kubelets_waiting_reason_are_quoted() -> None:
     context = _context(backend="kserve")
     failure = {"reason": "NoSupportingRuntime", "message": "No runtime found to support specified framework/version"}
-    isvc = _isvc([{"type": "Ready", "status": "False"}], modelStatus={"lastFailureInfo": failure})
+    isvc = _isvc(
+        [{"type": "Ready", "status": "False"}],
+        modelStatus={"transitionStatus": "InvalidSpec", "lastFailureInfo": failure},
+    )
     status = compute_status(context, Observation(children=[isvc]))
     message = next(c for c in status["conditions"] if c["type"] == "Ready")["message"]
     assert message.startswith("KServe reports NoSupportingRuntime: No runtime found")
