@@ -57,14 +57,19 @@ def request(
     timeout: float = 10,
 ) -> Any:
     """One API call through the client's connection pool (its TLS and credentials); the parsed
-    JSON answer. Raises client.ApiException with the server's message."""
-    response = api.rest_client.pool_manager.request(
-        method,
-        _url(api, path, query),
-        body=None if body is None else json.dumps(body).encode(),
-        headers=_headers(api, content_type if body is not None else None),
-        timeout=urllib3.Timeout(total=timeout),
-    )
+    JSON answer. Raises client.ApiException with the server's message, or with status 0 when no
+    answer came (a timeout, a refused connection: an API server that stalls or restarts)."""
+    try:
+        response = api.rest_client.pool_manager.request(
+            method,
+            _url(api, path, query),
+            body=None if body is None else json.dumps(body).encode(),
+            headers=_headers(api, content_type if body is not None else None),
+            timeout=urllib3.Timeout(total=timeout),
+            retries=False,
+        )
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise client.ApiException(status=0, reason=f"{method} {path}: {error}") from error
     if response.status >= 400:
         raise client.ApiException(status=response.status, reason=response.data.decode(errors="replace")[:500])
     return json.loads(response.data) if response.data else None

@@ -181,11 +181,11 @@ def kube_scheduler(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
-def kwok(bin_dir: Path, stages_file: Path, layout: Layout, ports: Ports) -> list[str]:
+def kwok(bin_dir: Path, stages_files: list[Path], layout: Layout, ports: Ports) -> list[str]:
     return [
         str(bin_dir / "kwok"),
         f"--kubeconfig={layout.kubeconfig}",
-        f"--config={stages_file}",
+        *(f"--config={path}" for path in stages_files),
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--cidr=10.244.0.0/16",

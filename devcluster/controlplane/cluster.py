@@ -33,7 +33,7 @@ from devcluster.common.kubeconfig import write_kubeconfig
 from devcluster.common.ports import free_ports, is_listening
 from devcluster.common.processes import Layout, Ports
 from devcluster.common.routes import ensure_blackhole_routes
-from devcluster.nodes.specs import NODES, PROCESS_NODES, render_node
+from devcluster.nodes.specs import KWOK_RECOVERY_STAGES, NODES, PROCESS_NODES, render_node
 from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE
 
 KSERVE_MANAGER = f"kserve-manager-{KSERVE_VERSION}"
@@ -314,7 +314,7 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         "kube-apiserver": processes.kube_apiserver(bin_dir, layout, ports),
         "kube-controller-manager": processes.kube_controller_manager(bin_dir, layout, ports),
         "kube-scheduler": processes.kube_scheduler(bin_dir, layout, ports),
-        "kwok": processes.kwok(bin_dir, kwok_stages_file(), layout, ports),
+        "kwok": processes.kwok(bin_dir, [kwok_stages_file(), KWOK_RECOVERY_STAGES], layout, ports),
         KSERVE_MANAGER: kserve.manager_argv(
             bin_dir / KSERVE_MANAGER, ports.kserve_metrics, ports.kserve_probe, ports.kserve_webhook
         ),
@@ -400,6 +400,19 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         raise
     _log(f"ready at {server} in {time.monotonic() - started:.1f}s; KUBECONFIG={layout.kubeconfig}")
     return info(layout)
+
+
+def stall(name: str, seconds: float, layout: Layout | None = None) -> None:
+    """Freezes one of the cluster's processes (SIGSTOP) for `seconds`, then lets it go on: an API
+    server that stops answering without closing a connection, for fault tests."""
+    layout = layout or default_layout()
+    pids = (_read_state(layout) or {}).get("pids", {})
+    assert isinstance(pids, dict) and name in pids, f"{name} is not one of this cluster's processes"
+    os.killpg(int(pids[name]), signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.killpg(int(pids[name]), signal.SIGCONT)
 
 
 def down(layout: Layout | None = None, quiet: bool = False) -> None:

@@ -6,7 +6,11 @@ that ask for them (a RecModel's `placement`) land there."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+# KWOK stages of our own: how a kubelet recovers after losing the API server (see the file).
+KWOK_RECOVERY_STAGES = Path(__file__).parent / "kwok-recovery-stages.yaml"
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from devcluster.common.processes import Layout
+from devcluster.controlplane.cluster import stall
 from devcluster.harness.fixtures import Tools, temporary_namespace
 from devcluster.harness.testing import (
     OperatorProcess,
@@ -296,3 +298,49 @@ def test_a_child_that_cannot_be_written_is_reported_at_once_and_retried(
     for name in names:
         wait_phase(tools, namespace, name, "Ready", timeout=90)
     assert _error_lines(operator.log()) == [], operator.log()[-2000:]
+
+
+def _all_ready(items: list[dict[str, Any]]) -> bool:
+    return bool(items) and all(
+        any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (i.get("status") or {}).get("conditions") or []
+        )
+        for i in items
+    )
+
+
+def test_the_cluster_and_the_operator_recover_from_a_40_s_api_server_stall(bare: Tools, tmp_path: Path) -> None:
+    """The API server frozen (SIGSTOP) for 40 s, its connections left open: the node controller
+    then finds late heartbeats and marks nodes and pods NotReady; KWOK's nodes and pods come back
+    as a kubelet's would, the operator's watches carry on, and every RecModel is Ready again."""
+    tools = bare
+    kubeconfig = operator_identity(tools, tmp_path / "stall-kubeconfig")
+    operator = OperatorProcess(tools, tmp_path / "stall-operator.log", kubeconfig)
+    try:
+        with temporary_namespace(tools, prefix="stall") as namespace:
+            operator.start()
+            names = [f"stall-{i}" for i in range(5)]
+            _apply_all(tools, namespace, names)
+            wait_for(lambda: _ready_count(tools, namespace) == 5, timeout=120, interval=1, what="5 Ready")
+            stall("kube-apiserver", 40, Layout(tools.kubeconfig.parent))
+            stalled_at = time.monotonic()
+            time.sleep(20)  # the node controller's grace period runs out on heartbeats the stall held back
+            marked = [
+                e["involvedObject"]["name"]
+                for e in get_json(tools, "events", "-A", "--field-selector=reason=NodeNotReady")["items"]
+            ]
+            print(f"marked NotReady by the node controller after the stall: {sorted(set(marked))}")
+            wait_for(lambda: _all_ready(get_json(tools, "nodes")["items"]), timeout=120, interval=1, what="nodes Ready")
+            wait_for(
+                lambda: _all_ready(get_json(tools, "pods", "-n", namespace)["items"]),
+                timeout=120,
+                interval=1,
+                what="pods Ready",
+            )
+            wait_for(lambda: _ready_count(tools, namespace) == 5, timeout=120, interval=1, what="RecModels Ready")
+            print(f"nodes, pods and RecModels Ready {time.monotonic() - stalled_at:.0f}s after the API server resumed")
+            assert operator.healthy()
+            assert _error_lines(operator.log()) == [], operator.log()[-2000:]
+    finally:
+        operator.stop()

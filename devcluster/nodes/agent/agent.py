@@ -139,6 +139,8 @@ class NodeAgent:
                     runtime_of.allocator.give_back(self.runners[gone].ip)
                 del self.runners[gone]
             runner = self.runners.get(uid)
+            if runner is not None and kind == "MODIFIED":
+                runner.server_saw(pod)
             if kind == "DELETED":
                 if runner is not None:
                     runner.kill()

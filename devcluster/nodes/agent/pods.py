@@ -101,6 +101,7 @@ class PodRunner:
         self.grace: float | None = None  # set when the pod is being deleted
         self._killed = threading.Event()
         self._sent = ""
+        self._sent_conditions: dict[str, str] = {}
         self.thread = threading.Thread(target=self._run, name=f"pod {self.namespace}/{self.name}", daemon=True)
 
     # ---- what the agent calls ----------------------------------------------------------
@@ -146,6 +147,14 @@ class PodRunner:
             "containerStatuses": [c.status() for c in self.main],
         }
 
+    def server_saw(self, pod: Obj) -> None:
+        """The API server's copy of the pod (from the informer). When someone else changed our
+        conditions (the node controller marks pods NotReady when it loses touch with the node),
+        the next tick writes ours again, as the kubelet's status manager does."""
+        theirs = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+        if any(theirs.get(kind) != value for kind, value in self._sent_conditions.items()):
+            self._sent = ""
+
     def _publish(self) -> None:
         status = self._status()
         text = repr(status)
@@ -161,6 +170,7 @@ class PodRunner:
                 content_type="application/strategic-merge-patch+json",
             )
             self._sent = text
+            self._sent_conditions = {c["type"]: c["status"] for c in status["conditions"]}
         except client.ApiException as error:
             log.warning("%s/%s: status not written: %s", self.namespace, self.name, error.reason)
 
