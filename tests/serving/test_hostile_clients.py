@@ -6,6 +6,7 @@ body-first admission (`serving.guard`)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -177,3 +178,40 @@ def test_client_text_cannot_forge_a_log_line(served: tuple[str, Path]) -> None:
     assert len(refusals) == 2, logged
     assert not any(line.startswith(("FORGED", "rejected status=200")) for line in logged), logged
     assert "\\r\\n" in refusals[0] and "\\r\\n" in refusals[1]  # escaped, inside the quotes
+
+
+def _one_response(sock: socket.socket, timeout: float = 10) -> tuple[bytes, bytes]:
+    """(head, body) of the next response on a keep-alive connection."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return head, rest[:length]
+
+
+def test_a_busy_refusal_answers_from_the_head_and_keeps_the_connection(trained_model: Path, tmp_path: Path) -> None:
+    """With no slot free (max-queue 0), a request is refused before its body is sent; the body
+    that follows is skipped and the same connection serves the next request."""
+    log = tmp_path / "serve.log"
+    with kserve_server(trained_model, "ranker", log, extra_args=["--max-queue=0"]) as url:
+        body = json.dumps(GOOD).encode()
+        head = f"POST {V1} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        with socket.create_connection(_address(url)) as sock:
+            for _ in range(3):
+                sock.sendall(head.encode() + b"x-request-id: busy-1\r\n\r\n")  # the head only
+                status, refusal = _one_response(sock)
+                assert status.startswith(b"HTTP/1.1 503") and b"retry-after:" in status.lower(), status
+                assert b"busy" in refusal
+                sock.sendall(body)
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+            status, _ = _one_response(sock)
+            assert status.startswith(b"HTTP/1.1 200"), status
+        assert _responses(url, "503") == 3
+        logged = log.read_text()
+        assert logged.count("rejected status=503") == 3 and 'request_id="busy-1"' in logged

@@ -9,6 +9,11 @@ is logged once and counted, as the Guard does for the refusals it makes.
 
 The body's limits (size, how long it may take) are the Guard's, which reads the whole body
 before a request takes an admission slot.
+
+Overload is refused here too, as soon as an inference request's head is in: the same admission
+check as the Guard's (`guard.Admission`), answered with a prepared 503 and no ASGI task, and the
+body that follows is skipped on a connection that stays open. That is what keeps a refusal far
+cheaper than the work it refuses (`make bench`, the overload table).
 """
 
 from __future__ import annotations
@@ -18,15 +23,27 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from recmodel_handlers.errors import HeadTimeout, HeadTooLarge, ServingError, UriTooLong
+from recmodel_handlers.errors import HeadTimeout, HeadTooLarge, Overloaded, ServingError, UriTooLong
 from recmodel_handlers.serving import metrics as m
-from recmodel_handlers.serving.guard import log_refusal, route_of
+from recmodel_handlers.serving.guard import INFERENCE_SUFFIXES, ServerState, log_refusal, route_of
 from recmodel_handlers.settings import ServerSettings
+
+_INFERENCE = tuple(suffix.encode() for suffix in INFERENCE_SUFFIXES)
+
+
+def raw_response(error: ServingError, *, close: bool) -> bytes:
+    """The whole HTTP/1.1 response for a refusal, in our error body."""
+    body = error.body()
+    head = [f"HTTP/1.1 {error.status} {error.phrase}".encode()]
+    head += [b"content-type: application/json", f"content-length: {len(body)}".encode()]
+    head += [b"connection: close"] if close else []
+    head += [f"{name}: {value}".encode("latin-1") for name, value in error.headers().items()]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
     settings: ClassVar[ServerSettings] = ServerSettings()
-    model: ClassVar[str] = ""  # the served model's name, a label of the refusals counted
+    state: ClassVar[ServerState] = ServerState()  # the server's: admission, draining, the model's name
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -34,6 +51,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self._head_bytes = 0
         self._header_count = self._header_bytes = 0
         self._refused = False
+        self._skipping = False  # the body of a request refused as busy
         self._head_timer: asyncio.TimerHandle | None = None
 
     # -- the head's clock: from its first byte to its last ---------------------------------------
@@ -83,16 +101,24 @@ class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
             return
         self._in_head = False
         self._cancel_head_timer()
-        super().on_headers_complete()
+        if not self._shed():
+            super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:
+        if not (self._refused or self._skipping):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if not self._refused:
-            self._in_head, self._head_bytes = True, 0  # what comes next is the next request's head
-            super().on_message_complete()
+        if self._refused:
+            return
+        self._in_head, self._head_bytes = True, 0  # what comes next is the next request's head
+        if self._skipping:  # no cycle of its own: the connection waits for the next request
+            self._skipping = False
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+            return
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -103,21 +129,46 @@ class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
             self._head_timer.cancel()
             self._head_timer = None
 
-    # -- the refusal -------------------------------------------------------------------------------
+    # -- refusals ----------------------------------------------------------------------------------
+    def _shed(self) -> bool:
+        """Refuses an inference request as busy from its head alone, when admission says so."""
+        state = self.state
+        path = self.url.split(b"?", 1)[0]
+        if state.draining or self.parser.get_method() != b"POST" or not path.endswith(_INFERENCE):
+            return False
+        if self.cycle is not None and not self.cycle.response_complete:
+            return False  # a pipelined request: the Guard answers it in turn
+        try:
+            state.check_admission(self.settings)
+        except Overloaded as busy:
+            state.rejected_busy += 1
+            # A client that waits for "100 Continue" sends no body now: close rather than guess.
+            keep_alive = self.parser.should_keep_alive() and not self.expect_100_continue
+            self.transport.write(raw_response(busy, close=not keep_alive))
+            self._skipping = keep_alive
+            if not keep_alive:
+                self._refused = True
+                self.transport.close()
+            self._count(busy, "POST", path.decode("latin-1", "replace"))
+            return True
+        return False
+
     def _refuse(self, error: ServingError) -> None:
         self._refused = True
         self._cancel_head_timer()
-        body = error.body()
-        head = [f"HTTP/1.1 {error.status} {error.phrase}".encode()]
-        head += [b"content-type: application/json", f"content-length: {len(body)}".encode(), b"connection: close"]
-        head += [f"{name}: {value}".encode("latin-1") for name, value in error.headers().items()]
-        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.transport.write(raw_response(error, close=True))
         self.transport.close()
-        path = self.url.split(b"?", 1)[0].decode("latin-1", "replace") if self.url else ""
-        m.RESPONSES.labels(model=self.model, route=route_of(path), code=str(error.status)).inc()
-        log_refusal(error.status, "-", path, "-", str(error))
+        self._count(error, "-", self.url.split(b"?", 1)[0].decode("latin-1", "replace") if self.url else "")
+
+    def _count(self, error: ServingError, method: str, path: str) -> None:
+        m.RESPONSES.labels(model=self.state.model, route=route_of(path), code=str(error.status)).inc()
+        log_refusal(error.status, method, path, _request_id(self.headers or []), str(error))
 
 
-def protocol_for(settings: ServerSettings, model: str) -> type[LimitedHttpProtocol]:
-    """The protocol class uvicorn instantiates per connection, with these limits."""
-    return type("RecModelHttpProtocol", (LimitedHttpProtocol,), {"settings": settings, "model": model})
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    return next((value.decode("latin-1") for name, value in headers if name == b"x-request-id"), "-")
+
+
+def protocol_for(settings: ServerSettings, state: ServerState) -> type[LimitedHttpProtocol]:
+    """The protocol class uvicorn instantiates per connection, with these limits and this state."""
+    return type("RecModelHttpProtocol", (LimitedHttpProtocol,), {"settings": settings, "state": state})

@@ -116,15 +116,57 @@ class StandingQueue:
 
 
 @dataclass
+class Admission:
+    """Whether one more inference request may come in: asked on the connection as soon as a
+    request's head has arrived (`serving.connection`, so that overload is refused without
+    reading the body or starting the app: a refusal must cost far less than the work), and by
+    the Guard once the body is in, for the slot itself."""
+
+    throughput: Throughput = field(default_factory=Throughput)
+    standing: StandingQueue = field(default_factory=StandingQueue)
+    inside: int = 0  # inference requests holding a slot
+
+    def check(self, settings: ServerSettings, models: Callable[[], None]) -> None:
+        """Raises Overloaded when a newcomer would wait too long, or no slot is free."""
+        # Once the replica has been busy for a whole interval (a standing queue, not a burst),
+        # a newcomer may wait behind at most one request's worth of work, or the budget if
+        # that is longer (slow models would otherwise never overlap two requests).
+        self.standing.observe(self.inside)
+        wait = self.throughput.wait(self.inside)
+        allowed = max(settings.max_queue_ms / 1000, self.throughput.wait(1))
+        if self.standing.depth > 0 and wait > allowed:
+            raise Overloaded(wait, allowed)
+        if self.inside >= settings.max_queue:
+            raise Overloaded(0.0, 0.0, f"busy: {self.inside} requests in progress, the limit is {settings.max_queue}")
+        # The models' own check: scoring work queued in the batcher (candidates at the measured
+        # scoring rate), not gated by the standing queue. It curbs the bursts the gate lets in:
+        # without it accepted p99 at 4x load measured 57 ms instead of about 32
+        # (tests/serving/test_load.py).
+        models()
+
+    def entered(self) -> None:
+        self.throughput.started(self.inside)
+        self.inside += 1
+
+    def left(self) -> None:
+        self.inside -= 1
+        self.throughput.finished(self.inside)
+        self.standing.observe(self.inside)
+
+
+@dataclass
 class ServerState:
-    """Shared by the middleware, the routes and the signal handler."""
+    """Shared by the connections, the middleware, the routes and the signal handler."""
 
     draining: bool = False
     model: str = ""  # the served model's name, a label of every response counted
     admit: Callable[[], None] = field(default=lambda: None)  # raises Overloaded (the models' queues)
-    admitted: int = 0
+    admission: Admission = field(default_factory=Admission)
     rejected_busy: int = 0
     expired: int = 0
+
+    def check_admission(self, settings: ServerSettings) -> None:
+        self.admission.check(settings, self.admit)
 
 
 INFERENCE_SUFFIXES = ("/infer", ":predict", ":explain")
@@ -179,8 +221,6 @@ class Guard:
         self.app = app
         self.settings = settings
         self.state = state
-        self.throughput = Throughput()
-        self.standing = StandingQueue()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -258,12 +298,12 @@ class Guard:
             return
         try:
             deadline = deadline_seconds(scope, self.settings.request_timeout_ms)
-            # Twice: before the body is read, so that overload is refused without reading it (a
-            # refusal must cost far less than the work), and once it is in, for the slot itself:
-            # a client that sends its body slowly never holds a slot.
-            self._check_admission()
+            # Twice: before the body is read (the connection asked already, for a head that came
+            # through it), and once it is in, for the slot itself: a client that sends its body
+            # slowly never holds a slot.
+            self.state.check_admission(self.settings)
             body = await self._read_body(counted_receive)
-            self._check_admission()
+            self.state.check_admission(self.settings)
         except Overloaded as busy:
             self.state.rejected_busy += 1
             await reply(busy)
@@ -272,8 +312,7 @@ class Guard:
             await reply(error)
             return
         replay = _replaying(body, receive)
-        self.throughput.started(self.state.admitted)
-        self.state.admitted += 1
+        self.state.admission.entered()
         responded = False
 
         async def deadline_send(message: Message) -> None:
@@ -290,29 +329,7 @@ class Guard:
             if not responded:
                 await reply(DeadlineExceeded(deadline))
         finally:
-            self.state.admitted -= 1
-            self.throughput.finished(self.state.admitted)
-            self.standing.observe(self.state.admitted)
-
-    def _check_admission(self) -> None:
-        """Raises Overloaded when a newcomer would wait too long, or no slot is free."""
-        # Once the replica has been busy for a whole interval (a standing queue, not a burst),
-        # a newcomer may wait behind at most one request's worth of work, or the budget if
-        # that is longer (slow models would otherwise never overlap two requests).
-        self.standing.observe(self.state.admitted)
-        wait = self.throughput.wait(self.state.admitted)
-        allowed = max(self.settings.max_queue_ms / 1000, self.throughput.wait(1))
-        if self.standing.depth > 0 and wait > allowed:
-            raise Overloaded(wait, allowed)
-        if self.state.admitted >= self.settings.max_queue:
-            raise Overloaded(
-                0.0, 0.0, f"busy: {self.state.admitted} requests in progress, the limit is {self.settings.max_queue}"
-            )
-        # The models' own check: scoring work queued in the batcher (candidates at the measured
-        # scoring rate), not gated by the standing queue. It curbs the bursts the gate lets in:
-        # without it accepted p99 at 4x load measured 57 ms instead of about 32
-        # (tests/serving/test_load.py).
-        self.state.admit()
+            self.state.admission.left()
 
     async def _read_body(self, receive: Receive) -> bytes:
         """The whole body, within its time limit (the size limit is `receive`'s)."""

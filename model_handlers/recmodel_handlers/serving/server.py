@@ -108,7 +108,7 @@ class RecModelRESTServer(RESTServer):  # type: ignore[misc]
         rest.state.admit = admit
         rest.state.model = ",".join(model.name for model in models)  # one model per server in practice
         rest.config.host = host
-        rest.config.http = protocol_for(settings, rest.state.model)  # the request head's limits, per connection
+        rest.config.http = protocol_for(settings, rest.state)  # the head's limits and early refusals, per connection
         if settings.reuse_port:
             rest.sockets = [_shared_port(host, port)]
         access = logging.getLogger("uvicorn.access")  # rejections are logged by the Guard, successes are metrics
