@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bench import large, models, report, serving
+from bench import large, models, overload, report, serving
 from bench.stages import compute_floor
 from recmodel_handlers.tools.stage_bench import run as stage_run
 
@@ -151,6 +151,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": ratio <= 1.3,
             }
         )
+    out += overload_targets(results.get("overload") or {})
     best = results["precisions"].get(results["best_precision"], {})
     out.append(
         {
@@ -159,6 +160,40 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "met": best.get("ndcg_drop", 1) <= 0.01,
         }
     )
+    return out
+
+
+def overload_targets(overload: dict[str, Any]) -> list[dict[str, Any]]:
+    """At 4x the closed-loop capacity: goodput >= 90 % of it, refusals in under 5 ms at p99, and
+    with the latency profile accepted p99 within 3x unloaded."""
+    out = []
+    for profile, measured in overload.items():
+        row = next((r for r in measured["rows"] if r["offered"] == 4), None)
+        if row is None:
+            continue
+        out.append(
+            {
+                "target": f"goodput at 4x load >= 90% of capacity ({profile} profile)",
+                "measured": f"{row['goodput_share']:.0%}",
+                "met": row["goodput_share"] >= 0.9,
+            }
+        )
+        out.append(
+            {
+                "target": f"refusal p99 < 5 ms at 4x load ({profile} profile)",
+                "measured": f"{row['refusal_p99_ms']:.1f} ms",
+                "met": row["refusal_p99_ms"] < 5,
+            }
+        )
+        if profile == "latency":
+            ratio = row["accepted_p99_ms"] / measured["unloaded_p99_ms"]
+            out.append(
+                {
+                    "target": "accepted p99 at 4x load <= 3x unloaded (latency profile)",
+                    "measured": f"{ratio:.1f}x",
+                    "met": ratio <= 3,
+                }
+            )
     return out
 
 
@@ -270,6 +305,9 @@ def main() -> None:
     )
     for size in sizes:
         results["serving"][str(size)]["in-process"] = [serving.in_process(model_dir, size, seconds, 2000)]
+
+    print(f"== overload ({time.monotonic() - started:.0f}s)", flush=True)
+    results["overload"] = overload.run(model_dir, work, seconds=4.0 if args.quick else 8.0)
 
     print(f"== large model ({time.monotonic() - started:.0f}s)", flush=True)
     large_dir = models.trained(work / "model-large", models.LARGE)

@@ -52,6 +52,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _answers(results.get("answers"))
     lines += _errors(results["serving"])
     lines += _large(results.get("large"))
+    lines += overload_table(results.get("overload"))
     stages = results.get("stages")
     if stages:
         lines += ["", "**Where one in-process request goes** (1,000 candidates, fp32, median ms)", ""]
@@ -86,6 +87,29 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("operator"):
         lines += ["", operator_table(results["operator"], results.get("operator_killed"))]
     return "\n".join(lines) + "\n"
+
+
+def overload_table(overload: dict[str, Any] | None) -> list[str]:
+    """Offered load in multiples of the closed-loop capacity -> what the replica made of it."""
+    if not overload:
+        return []
+    lines = [
+        "",
+        "**Overload** (one replica pinned to one core, vegeta on the other; 1,000 candidates, open loop)",
+        "",
+        "| profile | capacity req/s | offered | goodput req/s | goodput / capacity | refused | refusal p99 ms "
+        "| accepted p99 ms (unloaded) | CPU per refusal ms (per request) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for profile, measured in overload.items():
+        for row in measured["rows"]:
+            lines.append(
+                f"| {profile} | {measured['capacity_rps']:.0f} | {row['offered']}x | {row['goodput_rps']:.0f} "
+                f"| {row['goodput_share']:.0%} | {row['refused']} | {row['refusal_p99_ms']:.1f} "
+                f"| {row['accepted_p99_ms']:.1f} ({measured['unloaded_p99_ms']:.1f}) "
+                f"| {row['cpu_per_refused_ms']:.3f} ({measured['cpu_per_request_ms']:.2f}) |"
+            )
+    return lines
 
 
 def _errors(by_size: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:

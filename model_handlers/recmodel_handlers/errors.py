@@ -139,6 +139,18 @@ class Overloaded(ServingError):
         return {"retry-after": str(self.retry_after)}
 
 
+class TooManyConnections(ServingError):
+    """The replica holds `limit` connections already: this one is answered and closed."""
+
+    status = 503
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"busy: {limit} connections are open, the limit; try again or another replica")
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1"}
+
+
 class Draining(ServingError):
     status = 503
 

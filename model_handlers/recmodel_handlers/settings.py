@@ -89,8 +89,9 @@ class ServerSettings(FlagSettings):
     max_body_bytes: int = 16 * 2**20
     max_headers: int = 100  # headers of one request; more: 431
     max_header_bytes: int = 32 * 2**10  # request line and headers together; more: 431 (414 for the path)
-    header_timeout_ms: float = 5_000.0  # from a request's first byte to the end of its headers; then 408
+    header_timeout_ms: float = 5_000.0  # from a request's first byte (or a new connection) to its headers' end: 408
     body_timeout_ms: float = 10_000.0  # for the whole body to arrive (before admission); then 408
+    max_connections: int = 1024  # open connections; one more is answered 503 and closed at once
     max_queue: int = 8  # inference requests inside the server at once; more get 503 + Retry-After
     max_queue_ms: float = 5.0  # work queued ahead of a request, in time at the measured rate; more: 503
     request_timeout_ms: float = 10_000.0  # default deadline; a request may ask for less

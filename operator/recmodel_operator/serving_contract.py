@@ -42,6 +42,7 @@ def server_settings(spec: RecModelSpec) -> dict[str, str]:
         "max-header-bytes": str(spec.server.max_header_bytes),
         "header-timeout-ms": str(spec.server.header_timeout_ms),
         "body-timeout-ms": str(spec.server.body_timeout_ms),
+        "max-connections": str(spec.server.max_connections),
     }
 
 

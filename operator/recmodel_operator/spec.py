@@ -232,13 +232,22 @@ class ServerSpec(ApiModel):
         description="Request line and headers together, e.g. 32Ki; more get HTTP 431 (414 for the path alone).",
     )
     header_timeout_ms: int = Field(
-        5000, ge=100, le=600000, description="From a request's first byte to its last header; then HTTP 408."
+        5000,
+        ge=100,
+        le=600000,
+        description="From a request's first byte (a new connection's opening) to its last header; then HTTP 408.",
     )
     body_timeout_ms: int = Field(
         10000,
         ge=100,
         le=600000,
         description="For a request's whole body to arrive, before it takes an admission slot; then HTTP 408.",
+    )
+    max_connections: int = Field(
+        1024,
+        ge=16,
+        le=65536,
+        description="Open connections to one replica; one more is answered HTTP 503 and closed at once.",
     )
 
     @field_validator("max_body_size")

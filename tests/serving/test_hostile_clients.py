@@ -214,4 +214,41 @@ def test_a_busy_refusal_answers_from_the_head_and_keeps_the_connection(trained_m
             assert status.startswith(b"HTTP/1.1 200"), status
         assert _responses(url, "503") == 3
         logged = log.read_text()
+        assert "Traceback" not in logged
         assert logged.count("rejected status=503") == 3 and 'request_id="busy-1"' in logged
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_head_timeout(served: tuple[str, Path]) -> None:
+    url, _ = served
+    with socket.create_connection(_address(url)) as sock:
+        started = time.monotonic()
+        answer = _answer(sock, timeout=HEADER_TIMEOUT_MS / 1000 + 5)
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert HEADER_TIMEOUT_MS / 1000 - 0.2 <= waited < HEADER_TIMEOUT_MS / 1000 + 2
+    assert _good(url) == 200
+
+
+def test_connections_beyond_the_limit_are_refused_at_once_and_the_rest_still_served(
+    trained_model: Path, tmp_path: Path
+) -> None:
+    limit = 16
+    args = [f"--max-connections={limit}", "--header-timeout-ms=2000"]
+    with kserve_server(trained_model, "ranker", tmp_path / "serve.log", extra_args=args) as url:
+        held = [socket.create_connection(_address(url)) for _ in range(limit)]
+        try:
+            time.sleep(0.2)
+            with socket.create_connection(_address(url)) as extra:
+                started = time.monotonic()
+                answer = _answer(extra, timeout=5)
+                assert time.monotonic() - started < 1
+            assert answer.startswith(b"HTTP/1.1 503") and b"16 connections are open" in answer, answer[:300]
+        finally:
+            for sock in held:
+                sock.close()
+        wait = time.monotonic() + 5
+        while _good(url) != 200 and time.monotonic() < wait:
+            time.sleep(0.1)
+        assert _good(url) == 200
+        assert _responses(url, "503") >= 1
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()

@@ -6,7 +6,6 @@ Numbers are printed (`pytest -s`); the assertions are the behaviour."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from devcluster.build.versions import VEGETA_VERSION, bin_dir
+from bench.overload import LATENCY_PROFILE, p99, vegeta
 from devcluster.harness.servers import kserve_server, listening_pids
 from recmodel_handlers.tools.samples import make_request
 
@@ -24,29 +23,7 @@ from recmodel_handlers.tools.samples import make_request
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 BIN = Path(sys.executable).parent
-VEGETA = bin_dir() / f"vegeta-{VEGETA_VERSION}"
 PREDICT = "/v1/models/ranker:predict"
-
-
-def vegeta(url: str, body: Path, *, rate: str, seconds: float) -> dict[int, np.ndarray]:
-    """Latencies (ms) by HTTP status (0: no answer). rate "0" with workers is closed-loop."""
-    target = f"POST {url}\nContent-Type: application/json\n@{body}\n"
-    attack = [str(VEGETA), "attack", f"-rate={rate}", f"-duration={seconds}s", "-timeout=30s"]
-    if rate == "0":  # closed loop: two clients keep the replica busy without queueing
-        attack += ["-max-workers=2", "-workers=2"]
-    results = subprocess.run(attack, input=target.encode(), capture_output=True, check=True).stdout
-    decoded = subprocess.run(
-        [str(VEGETA), "encode", "--to=json"], input=results, capture_output=True, check=True
-    ).stdout
-    by_code: dict[int, list[float]] = {}
-    for line in decoded.splitlines():
-        result = json.loads(line)
-        by_code.setdefault(result["code"], []).append(result["latency"] / 1e6)
-    return {code: np.asarray(values) for code, values in by_code.items()}
-
-
-def p99(values: np.ndarray) -> float:
-    return float(np.percentile(values, 99))
 
 
 def rss_mb(pid: int) -> float:
@@ -146,9 +123,6 @@ def test_memory_stays_flat_under_fresh_ids(served: str) -> None:
 
 
 # appended to tests/serving/test_load.py if it holds
-
-
-LATENCY_PROFILE = ["--max-batch-size=4", "--max-latency-ms=0", "--max-queue-ms=2"]
 
 
 def test_a_latency_profile_keeps_accepted_p99_within_3x_at_4x_load(

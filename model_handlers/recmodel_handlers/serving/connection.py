@@ -23,7 +23,14 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from recmodel_handlers.errors import HeadTimeout, HeadTooLarge, Overloaded, ServingError, UriTooLong
+from recmodel_handlers.errors import (
+    HeadTimeout,
+    HeadTooLarge,
+    Overloaded,
+    ServingError,
+    TooManyConnections,
+    UriTooLong,
+)
 from recmodel_handlers.serving import metrics as m
 from recmodel_handlers.serving.guard import INFERENCE_SUFFIXES, ServerState, log_refusal, route_of
 from recmodel_handlers.settings import ServerSettings
@@ -54,14 +61,26 @@ class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self._skipping = False  # the body of a request refused as busy
         self._head_timer: asyncio.TimerHandle | None = None
 
+    # -- the connection: at most `max_connections`, and a first head that starts at once ---------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.settings.max_connections:
+            self._refuse(TooManyConnections(self.settings.max_connections))
+            return
+        # A connection that sends nothing holds a socket as surely as a slow head: its clock runs
+        # from the start (later heads on a kept-alive connection start theirs at their first byte).
+        self._start_head_timer()
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.settings.header_timeout_ms / 1000, self._head_timed_out)
+
     # -- the head's clock: from its first byte to its last ---------------------------------------
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
         if self._in_head:
-            if self._head_timer is None:
-                timeout = self.settings.header_timeout_ms / 1000
-                self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
+            self._start_head_timer()
             self._head_bytes += len(data)
         super().data_received(data)
         if not self._refused and self._in_head and self._head_bytes > self.settings.max_header_bytes:
@@ -158,7 +177,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self._cancel_head_timer()
         self.transport.write(raw_response(error, close=True))
         self.transport.close()
-        self._count(error, "-", self.url.split(b"?", 1)[0].decode("latin-1", "replace") if self.url else "")
+        url = getattr(self, "url", b"")  # uvicorn sets it once a request begins
+        self._count(error, "-", url.split(b"?", 1)[0].decode("latin-1", "replace") if url else "")
 
     def _count(self, error: ServingError, method: str, path: str) -> None:
         m.RESPONSES.labels(model=self.state.model, route=route_of(path), code=str(error.status)).inc()
