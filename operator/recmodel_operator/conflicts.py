@@ -1,11 +1,12 @@
 """Another writer that keeps changing fields we own: noticed, named, and answered with backoff.
 
-A change someone else makes to a field we apply is put back at once, twice in a row (a person's
-`kubectl scale`, an edit by hand). A third within `WINDOW_SECONDS` is a contest: from then on
-the child is restored `BASE_DELAY` seconds after the last restore, the delay doubling each time
-up to `MAX_DELAY`, and the RecModel says who the other writer is. The desired state is always
-the one restored: the field is never handed over. Once the child has stayed as we apply it for
-`WINDOW_SECONDS`, the contest is over and the delay starts from the beginning again.
+A change someone else makes to a field we apply is put back at once (a person's `kubectl
+scale`, an edit by hand). When the same field manager changes the child again within
+`WINDOW_SECONDS` of our last restore, it is a contest: from then on the child is restored
+`BASE_DELAY` seconds after the last restore, the delay doubling each time up to `MAX_DELAY`,
+and the RecModel says who the other writer is. The desired state is always the one restored:
+the field is never handed over. Once the child has stayed as we apply it for `WINDOW_SECONDS`,
+the contest is over and the delay starts from the beginning again.
 
 Pure: the caller passes the clock (seconds, monotonic) in.
 """
@@ -16,16 +17,17 @@ import threading
 from dataclasses import dataclass, field
 
 WINDOW_SECONDS = 30.0
-FREE_REPAIRS = 2
 BASE_DELAY = 10.0
 MAX_DELAY = 300.0
+UNKNOWN = ""  # a change whose writer the managedFields do not show
 
 Key = tuple[str, str, str]  # (plural, namespace, name) of the child
 
 
 @dataclass
 class Contest:
-    repairs: list[float] = field(default_factory=list)  # when foreign changes were put back
+    restored: dict[str, float] = field(default_factory=dict)  # manager -> when its change was put back
+    last_restore: float = 0.0
     delay: float = 0.0  # 0 while uncontested
     writers: dict[str, list[str]] = field(default_factory=dict)  # manager -> fields
 
@@ -34,7 +36,7 @@ class Contest:
         return self.delay > 0
 
     def due(self) -> float:
-        return self.repairs[-1] + self.delay if self.repairs else 0.0
+        return self.last_restore + self.delay
 
 
 class Contests:
@@ -51,23 +53,25 @@ class Contests:
             contest = self._contests.setdefault(key, Contest())
             if writers:
                 contest.writers = writers
-            if not contest.contested:
-                contest.repairs = [t for t in contest.repairs if now - t < WINDOW_SECONDS]
-                if len(contest.repairs) >= FREE_REPAIRS:
-                    contest.delay = BASE_DELAY
-            wait = contest.due() - now if contest.contested else 0.0
-            if wait > 0:
-                return wait
+            managers = list(writers) or [UNKNOWN]
+            if not contest.contested and any(
+                now - contest.restored.get(manager, -WINDOW_SECONDS) < WINDOW_SECONDS for manager in managers
+            ):
+                contest.delay = BASE_DELAY  # the same writer again, right after we put its change back
             if contest.contested:
+                wait = contest.due() - now
+                if wait > 0:
+                    return wait
                 contest.delay = min(contest.delay * 2, MAX_DELAY)
-            contest.repairs = [*contest.repairs, now][-FREE_REPAIRS:]
+            contest.last_restore = now
+            contest.restored.update(dict.fromkeys(managers, now))
             return 0.0
 
     def unchanged(self, key: Key, now: float) -> None:
         """The child is as we apply it: a contest ends once it has stayed so for the window."""
         with self._lock:
             contest = self._contests.get(key)
-            if contest is not None and (not contest.repairs or now - contest.repairs[-1] >= WINDOW_SECONDS):
+            if contest is not None and now - contest.last_restore >= WINDOW_SECONDS:
                 del self._contests[key]
 
     def forget(self, key: Key) -> None:
@@ -84,7 +88,7 @@ class Contests:
         """Seconds until a contested child needs a look: its restore, or the end of the contest."""
         with self._lock:
             times = [
-                due if (due := contest.due()) > now else contest.repairs[-1] + WINDOW_SECONDS
+                due if (due := contest.due()) > now else contest.last_restore + WINDOW_SECONDS
                 for key in keys
                 if (contest := self._contests.get(key)) is not None and contest.contested
             ]

@@ -253,7 +253,7 @@ class Controller:
             self.queue.add_after(key, outcome.requeue_after)
         result = "ok" if outcome.problem is None else "spec-problem"
         metrics.observe_reconcile(result, time.monotonic() - started)
-        metrics.CHILD_WRITES.labels(action="apply").inc(len(outcome.applied))
+        metrics.CHILD_WRITES.labels(action="apply").inc(len(outcome.applied) + len(outcome.restored))
         metrics.CHILD_WRITES.labels(action="prune").inc(len(outcome.pruned))
         if outcome.status is not None:
             metrics.record_phase(key, outcome.status.get("phase"))
@@ -272,11 +272,13 @@ class Controller:
         ]
         if outcome.finalizer_removed:
             actions.append(("removed the finalizer from", ["RecModel/" + body["metadata"]["name"]]))
-        if actions:
-            log.info(f"{key}: " + "; ".join(f"{verb} {', '.join(items)}" for verb, items in actions))
         events: list[tuple[str, str, str]] = [
             ("Normal", verb.split()[0].capitalize(), f"{verb} {', '.join(items)}") for verb, items in actions
         ]
+        if outcome.restored:  # the ConflictingWriter Event said it once: no Event per round
+            actions.append(("restored (another writer contends)", outcome.restored))
+        if actions:
+            log.info(f"{key}: " + "; ".join(f"{verb} {', '.join(items)}" for verb, items in actions))
         status = outcome.status
         previous = body.get("status") or {}
         if status is not None and outcome.status_written:

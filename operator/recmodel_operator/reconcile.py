@@ -66,6 +66,7 @@ class Outcome:
     applied: list[str] = field(default_factory=list)  # "Kind/name" of children written
     pruned: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)  # lists replaced whole before an apply
+    restored: list[str] = field(default_factory=list)  # applied again against a contending writer
     problem: tuple[str, str] | None = None
     status_written: bool = False
     retry: ApiError | None = None  # a temporary failure, reported in status and then retried
@@ -275,7 +276,8 @@ def _apply_children(
             str(result["metadata"].get("resourceVersion", "")),
         )
         view.remember(result)
-        outcome.applied.append(_label(child))
+        contested = bool(contests.contested([child_key(child)]))
+        (outcome.restored if contested else outcome.applied).append(_label(child))
 
 
 def _prune(kube: Kube, view: View, owner: Owner, children: list[Obj], outcome: Outcome, contests: Contests) -> None:
@@ -335,6 +337,16 @@ def _rejected_before(previous: Obj, owner: Owner) -> bool:
     for condition in previous.get("conditions") or []:
         if condition.get("type") == ConditionType.RECONCILED and condition.get("reason") == reasons.CHILD_REJECTED:
             return bool(previous.get("observedGeneration") == owner.generation)
+    return False
+
+
+def _contest_reported(previous: Obj, problem: tuple[str, str] | None) -> bool:
+    """Does the status written already say this very contest?"""
+    if problem is None or problem[0] != reasons.CONFLICTING_WRITER:
+        return False
+    for condition in previous.get("conditions") or []:
+        if condition.get("type") == ConditionType.RECONCILED:
+            return bool((condition.get("reason"), condition.get("message")) == problem)
     return False
 
 
@@ -431,6 +443,11 @@ def reconcile(
             outcome.requeue_after = min(bound, outcome.requeue_after or bound)
         if canary is not None:
             new_status["canary"] = canary
+        if _contest_reported(previous, outcome.problem):
+            # Replica counts, phase and Ready flip with every round of the contest, and writing
+            # each flip would be the very write storm the backoff avoids: status holds what it
+            # said when the contest began (Reconciled names the writer) until the contest ends.
+            new_status = {**previous, "conditions": previous.get("conditions") or []}
     outcome.status = new_status
     if not same_status(previous, new_status):
         stamped = stamp(new_status, previous, now)

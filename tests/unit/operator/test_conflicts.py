@@ -98,32 +98,39 @@ def test_port_entries_match_by_their_merge_key_with_the_default_protocol() -> No
     }
 
 
-def test_two_changes_are_put_back_at_once_then_the_delay_doubles() -> None:
+def test_one_change_is_put_back_at_once_the_same_writer_again_waits_a_doubling_delay() -> None:
     contests = Contests()
     writers = {"intruder": ["spec.replicas"]}
     restores = []
     for second in range(60):  # the other writer changes the field once a second for a minute
         if contests.changed_by_others(KEY, writers, float(second)) == 0:
             restores.append(second)
-    assert restores == [0, 1, 1 + BASE_DELAY, 1 + 3 * BASE_DELAY]
+    assert restores == [0, BASE_DELAY, 3 * BASE_DELAY]
     [(_, contest)] = contests.contested([KEY])
     assert contest.writers == writers
 
 
+def test_changes_by_different_writers_are_each_put_back_at_once() -> None:
+    contests = Contests()
+    assert contests.changed_by_others(KEY, {"kubectl": ["spec.replicas"]}, 0.0) == 0
+    assert contests.changed_by_others(KEY, {"kubectl-patch": ["spec.template.spec.containers[server].args"]}, 1.0) == 0
+    assert contests.contested([KEY]) == []
+
+
 def test_a_contest_ends_once_the_child_stays_ours_for_the_window() -> None:
     contests = Contests()
-    for second in range(3):
+    for second in range(2):
         contests.changed_by_others(KEY, {"intruder": ["spec.replicas"]}, float(second))
     assert contests.contested([KEY])
-    assert contests.next_look([KEY], 2.0) == 1 + BASE_DELAY - 2
-    contests.changed_by_others(KEY, {}, 11.0)  # restored
-    contests.unchanged(KEY, 12.0)
+    assert contests.next_look([KEY], 1.0) == BASE_DELAY - 1
+    contests.changed_by_others(KEY, {}, BASE_DELAY)  # restored
+    contests.unchanged(KEY, BASE_DELAY + 1)
     assert contests.contested([KEY]), "too soon"
-    look = contests.next_look([KEY], 12.0)
+    look = contests.next_look([KEY], BASE_DELAY + 1)
     assert look is not None and look > 0
-    contests.unchanged(KEY, 11.0 + WINDOW_SECONDS)
+    contests.unchanged(KEY, BASE_DELAY + WINDOW_SECONDS)
     assert contests.contested([KEY]) == []
-    assert contests.changed_by_others(KEY, {}, 100.0) == 0, "a later edit is put back at once"
+    assert contests.changed_by_others(KEY, {"intruder": ["spec.replicas"]}, 100.0) == 0, "a later edit: at once"
 
 
 def test_edits_far_apart_never_start_a_contest() -> None:
