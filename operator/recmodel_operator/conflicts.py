@@ -29,6 +29,7 @@ class Contest:
     restored: dict[str, float] = field(default_factory=dict)  # manager -> when its change was put back
     last_restore: float = 0.0
     delay: float = 0.0  # 0 while uncontested
+    pending: bool = False  # a change of theirs waits for its restore
     writers: dict[str, list[str]] = field(default_factory=dict)  # manager -> fields
 
     @property
@@ -60,6 +61,7 @@ class Contests:
                 contest.delay = BASE_DELAY  # the same writer again, right after we put its change back
             if contest.contested:
                 wait = contest.due() - now
+                contest.pending = wait > 0
                 if wait > 0:
                     return wait
                 contest.delay = min(contest.delay * 2, MAX_DELAY)
@@ -85,10 +87,10 @@ class Contests:
             ]
 
     def next_look(self, keys: list[Key], now: float) -> float | None:
-        """Seconds until a contested child needs a look: its restore, or the end of the contest."""
+        """Seconds until a contested child needs a look: its pending restore, or the end of the contest."""
         with self._lock:
             times = [
-                due if (due := contest.due()) > now else contest.last_restore + WINDOW_SECONDS
+                contest.due() if contest.pending else contest.last_restore + WINDOW_SECONDS
                 for key in keys
                 if (contest := self._contests.get(key)) is not None and contest.contested
             ]

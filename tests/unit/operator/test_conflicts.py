@@ -126,8 +126,7 @@ def test_a_contest_ends_once_the_child_stays_ours_for_the_window() -> None:
     contests.changed_by_others(KEY, {}, BASE_DELAY)  # restored
     contests.unchanged(KEY, BASE_DELAY + 1)
     assert contests.contested([KEY]), "too soon"
-    look = contests.next_look([KEY], BASE_DELAY + 1)
-    assert look is not None and look > 0
+    assert contests.next_look([KEY], BASE_DELAY + 1) == WINDOW_SECONDS - 1, "the contest's end, not the next delay"
     contests.unchanged(KEY, BASE_DELAY + WINDOW_SECONDS)
     assert contests.contested([KEY]) == []
     assert contests.changed_by_others(KEY, {"intruder": ["spec.replicas"]}, 100.0) == 0, "a later edit: at once"
