@@ -4,9 +4,11 @@ defaults) and the latency profile.
 
 The replica is pinned to one core and vegeta to the other, so the load generator never takes
 the replica's CPU (on 2 cores it otherwise takes 25-45 % of it and every number is about
-vegeta). Capacity is measured closed loop first; then each row says goodput (200s per second)
-as a share of it, the refusals' and the accepted requests' p99, and the replica's CPU per
-refused request: (CPU used - accepted x CPU per request at capacity) / refused.
+vegeta). Capacity is measured closed loop first, with as many clients as the replica admits at
+once (`--max-queue`, 8); then each row says goodput (200s per second) as a share of it, the
+refusals' and the accepted requests' p99, and how busy the replica's core was. What one refusal
+costs is measured on its own: the same replica with no slot to give (`--max-queue=0`) refuses
+everything offered at 4x capacity, and its CPU time is divided by the refusals.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ LATENCY_PROFILE = ["--max-batch-size=4", "--max-latency-ms=0", "--max-queue-ms=2
 PROFILES: dict[str, list[str]] = {"throughput": [], "latency": LATENCY_PROFILE}
 MULTIPLES = (1, 2, 4, 8)
 SERVER_CPU, LOADGEN_CPU = 0, 1
+CLOSED_LOOP_CLIENTS = 8  # the replica's admission slots (--max-queue's default)
 
 
 def vegeta(
@@ -67,18 +70,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _served(model_dir: Path, work: Path, flags: list[str]) -> Any:
+    return kserve_server(model_dir, "ranker", work / "overload-serve.log", extra_args=[*flags, "--threads=1"])
+
+
+def _pinned_pid(base: str) -> int:
+    (pid,) = listening_pids(int(base.rsplit(":", 1)[1]))
+    _pin(pid, SERVER_CPU)
+    return pid
+
+
+def refusal_cpu_ms(model_dir: Path, work: Path, flags: list[str], body: Path, rate: float, seconds: float) -> float:
+    """CPU milliseconds per refused request, with every request refused (no admission slot)."""
+    with _served(model_dir, work, [*flags, "--max-queue=0"]) as base:
+        pid = _pinned_pid(base)
+        vegeta(base + PREDICT, body, rate=f"{rate:.0f}/s", seconds=1, cpu=LOADGEN_CPU)  # warm-up
+        before = cpu_seconds(pid)
+        refused = len(vegeta(base + PREDICT, body, rate=f"{rate:.0f}/s", seconds=seconds, cpu=LOADGEN_CPU).get(503, []))
+        return (cpu_seconds(pid) - before) / max(refused, 1) * 1000
+
+
 def measure_profile(model_dir: Path, work: Path, flags: list[str], seconds: float) -> dict[str, Any]:
     body = work / "overload-request.json"
     body.write_text(json.dumps({"instances": [make_request(1000)]}))
-    with kserve_server(model_dir, "ranker", work / "overload-serve.log", extra_args=[*flags, "--threads=1"]) as base:
+    with _served(model_dir, work, flags) as base:
         url = base + PREDICT
-        (pid,) = listening_pids(int(base.rsplit(":", 1)[1]))
-        _pin(pid, SERVER_CPU)
+        pid = _pinned_pid(base)
         vegeta(url, body, rate="20/s", seconds=3, cpu=LOADGEN_CPU)  # warm-up
         unloaded = vegeta(url, body, rate="10/s", seconds=seconds / 2, cpu=LOADGEN_CPU).get(200)
         before = cpu_seconds(pid)
-        closed = vegeta(url, body, rate="0", seconds=seconds, workers=4, cpu=LOADGEN_CPU)
+        closed = vegeta(url, body, rate="0", seconds=seconds, workers=CLOSED_LOOP_CLIENTS, cpu=LOADGEN_CPU)
         accepted_at_capacity = len(closed.get(200, []))
+        closed_refused = sum(len(v) for code, v in closed.items() if code != 200)
         capacity = accepted_at_capacity / seconds
         cpu_per_request = (cpu_seconds(pid) - before) / max(accepted_at_capacity, 1)
         rows = []
@@ -86,7 +109,7 @@ def measure_profile(model_dir: Path, work: Path, flags: list[str], seconds: floa
             _pin(pid, SERVER_CPU)  # threads started since (the batcher's) land on the same core
             before = cpu_seconds(pid)
             result = vegeta(url, body, rate=f"{multiple * capacity:.0f}/s", seconds=seconds, cpu=LOADGEN_CPU)
-            used = cpu_seconds(pid) - before
+            busy = (cpu_seconds(pid) - before) / seconds
             accepted, refused = result.get(200, np.asarray([])), result.get(503, np.asarray([]))
             other = sum(len(v) for code, v in result.items() if code not in (200, 503))
             rows.append(
@@ -99,20 +122,23 @@ def measure_profile(model_dir: Path, work: Path, flags: list[str], seconds: floa
                     "other_answers": other,
                     "refusal_p99_ms": p99(refused),
                     "accepted_p99_ms": p99(accepted),
-                    "cpu_per_refused_ms": (used - len(accepted) * cpu_per_request) / len(refused) * 1000
-                    if len(refused)
-                    else float("nan"),
+                    "cpu_busy": busy,
                 }
             )
             print(
                 f"    {multiple}x ({multiple * capacity:.0f} req/s): goodput {rows[-1]['goodput_share']:.0%} "
                 f"of capacity, {len(refused)} refused (p99 {rows[-1]['refusal_p99_ms']:.1f} ms), accepted p99 "
-                f"{rows[-1]['accepted_p99_ms']:.1f} ms, CPU per refusal {rows[-1]['cpu_per_refused_ms']:.2f} ms",
+                f"{rows[-1]['accepted_p99_ms']:.1f} ms, {other} other answers, core {busy:.0%} busy",
                 flush=True,
             )
+    per_refusal = refusal_cpu_ms(model_dir, work, flags, body, 4 * capacity, seconds)
+    print(f"    CPU per refusal {per_refusal:.3f} ms (per accepted request at capacity {cpu_per_request * 1000:.2f})")
     return {
         "capacity_rps": capacity,
         "cpu_per_request_ms": cpu_per_request * 1000,
+        "cpu_per_refusal_ms": per_refusal,
+        "closed_loop_refused": closed_refused,
+        "peak_goodput_rps": max(row["goodput_rps"] for row in rows),
         "unloaded_p99_ms": p99(unloaded),
         "rows": rows,
     }

@@ -16,6 +16,9 @@ batch formed is dropped unscored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -24,6 +27,17 @@ from recmodel_handlers.errors import Overloaded
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+SCORING_NICENESS = 5
+
+
+def _yield_to_the_event_loop() -> None:
+    """The scoring thread runs a little below the event loop (Linux schedules threads, and nice
+    is per thread): when both want the core, the loop answers first, so a refusal or a request's
+    parsing does not wait behind a forward pass; scoring still gets every cycle the loop leaves."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: as before
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SCORING_NICENESS)
 
 
 class MicroBatcher(Generic[T, R]):
@@ -46,7 +60,9 @@ class MicroBatcher(Generic[T, R]):
         self.rate: float | None = None  # weight per second, moving average over batches
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recmodel-score")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="recmodel-score", initializer=_yield_to_the_event_loop
+        )
 
     def estimated_wait(self) -> float:
         return self.queued_weight / self.rate if self.rate else 0.0
