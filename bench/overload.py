@@ -4,8 +4,8 @@ defaults) and the latency profile.
 
 The replica is pinned to one core and vegeta to the other, so the load generator never takes
 the replica's CPU (on 2 cores it otherwise takes 25-45 % of it and every number is about
-vegeta). Capacity is measured closed loop first, with as many clients as the replica admits at
-once (`--max-queue`, 8); then each row says goodput (200s per second) as a share of it, the
+vegeta). Capacity is measured closed loop first: the most answered with 2, 4 or 8 clients back to
+back (more clients than the replica takes at once only get refused); then each row says goodput (200s per second) as a share of it, the
 refusals' and the accepted requests' p99, and how busy the replica's core was. What one refusal
 costs is measured on its own: the same replica with no slot to give (`--max-queue=0`) refuses
 everything offered at 4x capacity, and its CPU time is divided by the refusals.
@@ -31,7 +31,7 @@ LATENCY_PROFILE = ["--max-batch-size=4", "--max-latency-ms=0", "--max-queue-ms=2
 PROFILES: dict[str, list[str]] = {"throughput": [], "latency": LATENCY_PROFILE}
 MULTIPLES = (1, 2, 4, 8)
 SERVER_CPU, LOADGEN_CPU = 0, 1
-CLOSED_LOOP_CLIENTS = 8  # the replica's admission slots (--max-queue's default)
+CLOSED_LOOP_CLIENTS = (2, 4, 8)  # the best of these is the capacity (8: the replica's admission slots)
 
 
 def vegeta(
@@ -98,12 +98,15 @@ def measure_profile(model_dir: Path, work: Path, flags: list[str], seconds: floa
         pid = _pinned_pid(base)
         vegeta(url, body, rate="20/s", seconds=3, cpu=LOADGEN_CPU)  # warm-up
         unloaded = vegeta(url, body, rate="10/s", seconds=seconds / 2, cpu=LOADGEN_CPU).get(200)
-        before = cpu_seconds(pid)
-        closed = vegeta(url, body, rate="0", seconds=seconds, workers=CLOSED_LOOP_CLIENTS, cpu=LOADGEN_CPU)
-        accepted_at_capacity = len(closed.get(200, []))
-        closed_refused = sum(len(v) for code, v in closed.items() if code != 200)
+        loops = []
+        for clients in CLOSED_LOOP_CLIENTS:
+            before = cpu_seconds(pid)
+            closed = vegeta(url, body, rate="0", seconds=seconds, workers=clients, cpu=LOADGEN_CPU)
+            answered = len(closed.get(200, []))
+            turned_away = sum(len(v) for code, v in closed.items() if code != 200)
+            loops.append((answered, clients, turned_away, (cpu_seconds(pid) - before) / max(answered, 1)))
+        accepted_at_capacity, clients, closed_refused, cpu_per_request = max(loops)
         capacity = accepted_at_capacity / seconds
-        cpu_per_request = (cpu_seconds(pid) - before) / max(accepted_at_capacity, 1)
         rows = []
         for multiple in MULTIPLES:
             _pin(pid, SERVER_CPU)  # threads started since (the batcher's) land on the same core
@@ -137,6 +140,7 @@ def measure_profile(model_dir: Path, work: Path, flags: list[str], seconds: floa
         "capacity_rps": capacity,
         "cpu_per_request_ms": cpu_per_request * 1000,
         "cpu_per_refusal_ms": per_refusal,
+        "closed_loop_clients": clients,
         "closed_loop_refused": closed_refused,
         "peak_goodput_rps": max(row["goodput_rps"] for row in rows),
         "unloaded_p99_ms": p99(unloaded),

@@ -96,7 +96,7 @@ def overload_table(overload: dict[str, Any] | None) -> list[str]:
     lines = [
         "",
         "**Overload** (one replica pinned to one core, vegeta on the other; 1,000 candidates, open loop;"
-        " capacity: 8 clients back to back, the replica's admission slots)",
+        " capacity: the best closed loop of 2, 4 or 8 clients)",
         "",
         "| profile | capacity req/s | offered | goodput req/s | goodput / capacity | refused | refusal p99 ms "
         "| accepted p99 ms (unloaded) | core busy | CPU ms per refusal (per request) |",
@@ -111,7 +111,8 @@ def overload_table(overload: dict[str, Any] | None) -> list[str]:
                 f"| {measured['cpu_per_refusal_ms']:.3f} ({measured['cpu_per_request_ms']:.2f}) |"
             )
     lines += [""] + [
-        f"{profile}: the closed loop itself had {m['closed_loop_refused']} refusals; the most the replica answered "
+        f"{profile}: capacity from {m['closed_loop_clients']} clients ({m['closed_loop_refused']} refused in that"
+        f" loop); the most the replica answered "
         f"in any row was {m['peak_goodput_rps']:.0f} req/s ({m['peak_goodput_rps'] / m['capacity_rps']:.0%} of capacity)."
         for profile, m in overload.items()
     ]
