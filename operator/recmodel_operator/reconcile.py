@@ -443,7 +443,7 @@ def reconcile(
             outcome.requeue_after = min(bound, outcome.requeue_after or bound)
         if canary is not None:
             new_status["canary"] = canary
-        if _contest_reported(previous, outcome.problem):
+        if _contest_reported(previous, outcome.problem) and previous.get("observedGeneration") == owner.generation:
             # Replica counts, phase and Ready flip with every round of the contest, and writing
             # each flip would be the very write storm the backoff avoids: status holds what it
             # said when the contest began (Reconciled names the writer) until the contest ends.
