@@ -6,6 +6,7 @@ Each wrapper module under `gomod/` pins one upstream module (Kubernetes' staging
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -128,12 +129,16 @@ def missing_binaries() -> list[str]:
 
 
 def build_all() -> Path:
-    """Builds whatever is missing; returns the folder with the binaries."""
+    """Builds whatever is missing; returns the folder with the binaries. One build at a time per
+    cache: a second `devcluster build` (`make manifests` needs helm) waits for the first, then
+    finds the binaries there, instead of building the same ones into the same files."""
     out_dir = bin_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     go_binary()
-    for component in COMPONENTS.values():
-        _build_component(component, out_dir)
-    _write_kwok_stages()
-    nginx_binary()
+    with (out_dir / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for component in COMPONENTS.values():
+            _build_component(component, out_dir)
+        _write_kwok_stages()
+        nginx_binary()
     return out_dir
