@@ -31,6 +31,7 @@ from recmodel_operator.writers import writers_of
 Obj = dict[str, Any]
 ChildKey = tuple[str, str, str]  # (plural, namespace, name)
 MAX_NAME_LENGTH = 45  # leaves room for "-predictor-canary" and KServe's own suffixes within 63
+RECHECK_REJECTED_SECONDS = 60.0  # a rejected generation is asked about again after this
 LEGACY_FINALIZER = "recmodel.dev/finalizer"  # written by operator versions before 0.2; never needed
 
 
@@ -340,6 +341,19 @@ def _rejected_before(previous: Obj, owner: Owner) -> bool:
     return False
 
 
+def _still_rejected(previous: Obj, owner: Owner, now: str) -> tuple[str, str] | None:
+    """The API server rejected a child of this very generation less than a minute ago: the same
+    answer, without asking again. Every dry run is a write request, and the children that the
+    rejection rolled back (their pods going) would otherwise each ask it once more."""
+    if not _rejected_before(previous, owner):
+        return None
+    condition = next(c for c in previous["conditions"] if c.get("type") == ConditionType.RECONCILED)
+    since, moment = parse_time(condition.get("lastTransitionTime")), parse_time(now)
+    if since is None or moment is None or (moment - since).total_seconds() >= RECHECK_REJECTED_SECONDS:
+        return None
+    return reasons.CHILD_REJECTED, str(condition.get("message", ""))
+
+
 def _contest_reported(previous: Obj, problem: tuple[str, str] | None) -> bool:
     """Does the status written already say this very contest?"""
     if problem is None or problem[0] != reasons.CONFLICTING_WRITER:
@@ -407,6 +421,8 @@ def reconcile(
         children = render_children(context, settings.prometheus_url)
         _check_kinds_served(view, children)
         _check_kserve_mode(view, context)
+        if (rejected := _still_rejected(previous, owner, now)) is not None:
+            raise SpecError(*rejected)
         try:
             careful = _rejected_before(previous, owner)
             _apply_children(kube, view, children, memory, outcome, careful=careful, contests=contests, clock=clock)
