@@ -10,13 +10,13 @@ behind it. A rolled-back or promoted canary stays so until `canary.storageUri` c
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 from typing import Any
 
 from recmodel_operator import reasons
 from recmodel_operator.conditions import CanaryDecision
 from recmodel_operator.spec import CanaryAnalysisSpec, CanarySpec, RecModelSpec
+from recmodel_operator.timestamps import parse_time
 
 Obj = dict[str, Any]
 
@@ -50,10 +50,6 @@ class Step:
     state: Obj  # the new status.canary
     event: tuple[str, str, str] | None = None  # (type, reason, message) for an Event
     promote: bool = False  # write canary.storageUri into model.storageUri and drop the canary
-
-
-def _parse(timestamp: str | None) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")) if timestamp else None
 
 
 def queries(namespace: str, name: str, window_seconds: int) -> dict[str, str]:
@@ -124,7 +120,7 @@ def due(state: Obj | None, now: str) -> bool:
     """Whether the metrics should be read again now (Progressing, or Shadow to show them)."""
     if state is None or state.get("decision") not in (PROGRESSING, SHADOW):
         return False
-    last, at = _parse(state.get("evaluatedAt")), _parse(now)
+    last, at = parse_time(state.get("evaluatedAt")), parse_time(now)
     return last is None or at is None or (at - last).total_seconds() >= EVALUATE_EVERY_SECONDS
 
 
@@ -168,7 +164,7 @@ def evaluate(canary: CanarySpec, state: Obj, m: Measurements, now: str) -> Step:
         message = f"rolled back at {where}: {', '.join(failures)}"
         rolled = {**state, "decision": ROLLED_BACK, "weight": 0, "message": message}
         return Step(rolled, ("Warning", reasons.CANARY_ROLLED_BACK, message))
-    started, at = _parse(state.get("stepStartedAt")), _parse(now)
+    started, at = parse_time(state.get("stepStartedAt")), parse_time(now)
     elapsed = (at - started).total_seconds() if started and at else 0.0
     if elapsed < analysis.step_seconds:
         return Step({**state, "message": f"{where}: {elapsed:.0f}s of {analysis.step_seconds}s, every threshold holds"})

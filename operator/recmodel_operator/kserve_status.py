@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from recmodel_operator.timestamps import parse_time
+
 Obj = dict[str, Any]
 
 NOT_READY_BOUND_SECONDS = 180.0
@@ -33,13 +35,6 @@ USUAL_CAUSES = (
     "usual causes: the KServe controller is not running (kubectl -n kserve get pods), the ServingRuntime is not "
     "installed, the image cannot be pulled, the model cannot be downloaded (the storage-initializer's logs)"
 )
-
-
-def parse_time(text: object) -> datetime.datetime | None:
-    try:
-        return datetime.datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    except ValueError:
-        return None
 
 
 def _conditions(isvc: Obj) -> dict[str, Obj]:

@@ -17,7 +17,7 @@ from recmodel_operator.conditions import ConditionType
 from recmodel_operator.conflicts import MAX_DELAY, Contest, Contests
 from recmodel_operator.drift import conflicting_lists, contains, differences, pointer, value_at
 from recmodel_operator.kinds import INFERENCE_SERVICE, KNATIVE_SERVICE, RECMODEL, SCALED_OBJECT, ChildKind, kind_of
-from recmodel_operator.kserve_status import parse_time, seconds_to_bound
+from recmodel_operator.kserve_status import seconds_to_bound
 from recmodel_operator.kube import ApiError, Kube
 from recmodel_operator.prometheus import MetricsUnavailable
 from recmodel_operator.render.autoscaling import DEFAULT_PROMETHEUS_URL
@@ -26,6 +26,7 @@ from recmodel_operator.render.desired import HASH_ANNOTATION, render_children
 from recmodel_operator.render.inference_service import DEPLOYMENT_MODE_ANNOTATION, deployment_mode, knative_features
 from recmodel_operator.spec import RecModelSpec
 from recmodel_operator.status import Observation, compute_status, failed_status, same_status, stamp
+from recmodel_operator.timestamps import parse_time
 from recmodel_operator.writers import writers_of
 
 Obj = dict[str, Any]
