@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.installed
 PEERS_STAMP := .venv-peers/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv peers demo test test-fast lint format bench bench-quick bench-operator operator cluster-build cluster-up cluster-down crd manifests clean
+.PHONY: venv peers demo test test-fast lint format bench bench-quick bench-operator operator cluster-build cluster-up cluster-down images crd manifests clean
 
 venv: $(VENV_STAMP)
 
@@ -32,6 +32,11 @@ cluster-up: venv
 
 cluster-down: venv
 	$(PY) -m devcluster down
+
+# The operator, model-server and storage-initializer images, from their Dockerfiles (buildah),
+# pushed to the local registry (docs/images.md).
+images: venv cluster-build
+	$(PY) -m devcluster images
 
 lint: venv
 	.venv/bin/ruff check .

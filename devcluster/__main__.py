@@ -1,4 +1,4 @@
-"""`python -m devcluster build|up|down|status`."""
+"""`python -m devcluster build|images|up|down|status`."""
 
 from __future__ import annotations
 
@@ -6,14 +6,18 @@ import argparse
 
 from devcluster.build.go import build_all
 from devcluster.controlplane import cluster
+from devcluster.images import build as images
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__)
-    parser.add_argument("command", choices=["build", "up", "down", "status"])
+    parser.add_argument("command", choices=["build", "images", "up", "down", "status"])
     args = parser.parse_args()
     if args.command == "build":
         print(build_all())
+    elif args.command == "images":
+        for built in images.build_all():
+            print(built.reference)
     elif args.command == "up":
         found = cluster.up()
         print(f"export KUBECONFIG={found.kubeconfig}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,17 @@ def _go_env(name: str) -> str:
     return subprocess.run([go_binary(), "env", name], check=True, capture_output=True, text=True).stdout.strip()
 
 
+def _install_debian(packages: tuple[str, ...]) -> None:
+    """Debian's packages a cgo build needs (root, as on these machines), when missing."""
+    missing = [p for p in packages if subprocess.run(["dpkg", "-s", p], capture_output=True, check=False).returncode]
+    if not missing:
+        return
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+    if subprocess.run(install, check=False, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
+        subprocess.run(install, check=True)
+
+
 def _build_component(component: Component, out_dir: Path) -> None:
     module_dir = GOMOD_DIR / component.module_dir
     ldflags = " ".join(("-s", "-w", *component.version_ldflags))
@@ -52,10 +64,13 @@ def _build_component(component: Component, out_dir: Path) -> None:
         _log(f"building {name} {component.version} from {package}")
         started = time.monotonic()
         tmp = out_dir / f".{name}.tmp"
+        _install_debian(component.cgo_packages)
+        tags = ["-tags", ",".join(component.build_tags)] if component.build_tags else []
         subprocess.run(
-            [go_binary(), "build", "-mod=readonly", "-ldflags", ldflags, "-o", str(tmp), package],
+            [go_binary(), "build", "-mod=readonly", *tags, "-ldflags", ldflags, "-o", str(tmp), package],
             cwd=module_dir,
             check=True,
+            env={**os.environ, "CGO_ENABLED": "1"} if component.cgo_packages else None,
         )
         tmp.rename(out_dir / name)
         _log(f"built {name} in {time.monotonic() - started:.0f}s")

@@ -19,6 +19,8 @@ class Component:
     version: str
     version_ldflags: tuple[str, ...] = ()
     binary_names: tuple[str, ...] = ()
+    build_tags: tuple[str, ...] = ()
+    cgo_packages: tuple[str, ...] = ()  # Debian's -dev packages a cgo build links against
 
     def binaries(self) -> dict[str, str]:
         """Binary name -> Go package."""
@@ -36,6 +38,10 @@ VEGETA_VERSION = "v12.13.0"
 PROMETHEUS_VERSION = "v0.316.0"
 KEDA_VERSION = "v2.21.0"
 KEDA_MODULE = "github.com/kedacore/keda/v2"
+CRANE_VERSION = "v0.22.1"
+CONTAINERD_VERSION = "v2.4.2"
+CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
+RUNC_VERSION = "v1.5.3"  # Debian's runc 1.1 cannot run the runtime-spec 1.3 that containerd 2.4 writes
 
 
 def _kubernetes_ldflags(version: str) -> tuple[str, ...]:
@@ -58,6 +64,8 @@ COMPONENTS: dict[str, Component] = {
             "k8s.io/kubernetes/cmd/kube-controller-manager",
             "k8s.io/kubernetes/cmd/kube-scheduler",
             "k8s.io/kubernetes/cmd/kubectl",
+            "k8s.io/kubernetes/cmd/kubelet",  # the real nodes'
+            "k8s.io/kubernetes/cmd/kube-proxy",
         ),
         version=KUBERNETES_VERSION,
         version_ldflags=_kubernetes_ldflags(KUBERNETES_VERSION),
@@ -110,11 +118,38 @@ COMPONENTS["keda"] = Component(
     version_ldflags=(f"-X {KEDA_MODULE}/version.Version={KEDA_VERSION}",),
 )
 
+COMPONENTS["crane"] = Component(
+    module_dir="crane",
+    packages=("github.com/google/go-containerregistry/cmd/crane",),
+    binary_names=(f"crane-{CRANE_VERSION}",),
+    version=CRANE_VERSION,
+)
+
+COMPONENTS["containerd"] = Component(
+    module_dir="containerd",
+    packages=(f"{CONTAINERD_MODULE}/cmd/containerd", f"{CONTAINERD_MODULE}/cmd/containerd-shim-runc-v2"),
+    binary_names=(f"containerd-{CONTAINERD_VERSION}", f"containerd-shim-runc-v2-{CONTAINERD_VERSION}"),
+    version=CONTAINERD_VERSION,
+    version_ldflags=(f"-X {CONTAINERD_MODULE}/version.Version={CONTAINERD_VERSION}",),
+)
+
+COMPONENTS["runc"] = Component(
+    module_dir="runc",
+    packages=("github.com/opencontainers/runc",),
+    binary_names=(f"runc-{RUNC_VERSION}",),
+    version=RUNC_VERSION,
+    version_ldflags=(f"-X main.version={RUNC_VERSION.lstrip('v')}",),
+    build_tags=("seccomp",),  # pods' RuntimeDefault seccomp profile, through libseccomp
+    cgo_packages=("libseccomp-dev", "pkg-config"),
+)
+
 BINARIES = (
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    "kubelet",
+    "kube-proxy",
     "etcd",
     "kwok",
     "helm",
@@ -124,12 +159,21 @@ BINARIES = (
     f"prometheus-{PROMETHEUS_VERSION}",
     f"keda-operator-{KEDA_VERSION}",
     f"keda-adapter-{KEDA_VERSION}",
+    f"crane-{CRANE_VERSION}",
+    f"containerd-{CONTAINERD_VERSION}",
+    f"containerd-shim-runc-v2-{CONTAINERD_VERSION}",
+    f"runc-{RUNC_VERSION}",
 )
+
+
+def cache_root() -> Path:
+    """Everything built here lives outside the repository, under one folder (`RECMODEL_CACHE`)."""
+    return Path(os.environ.get("RECMODEL_CACHE", Path.home() / ".cache" / "recmodel"))
 
 
 def cache_dir() -> Path:
     """Binaries live outside the repository, one folder per set of versions."""
-    base = Path(os.environ.get("RECMODEL_CACHE", Path.home() / ".cache" / "recmodel"))
+    base = cache_root()
     tag = f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}-helm-{HELM_VERSION}"
     return base / tag
 

@@ -17,22 +17,19 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def render_kubeconfig(server: str, pki: Pki) -> dict[str, Any]:
+def render_kubeconfig(server: str, pki: Pki, user: tuple[str, Path, Path] | None = None) -> dict[str, Any]:
+    """The admin's kubeconfig, or `user`'s: (name, client certificate, key), e.g. a kubelet's."""
+    name, cert, key = user or ("recmodel-admin", pki.admin_cert, pki.admin_key)
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": CONTEXT, "cluster": {"server": server, "certificate-authority-data": _b64(pki.ca_cert)}}],
-        "users": [
-            {
-                "name": "recmodel-admin",
-                "user": {"client-certificate-data": _b64(pki.admin_cert), "client-key-data": _b64(pki.admin_key)},
-            }
-        ],
-        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": "recmodel-admin"}}],
+        "users": [{"name": name, "user": {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}}],
+        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": name}}],
         "current-context": CONTEXT,
     }
 
 
-def write_kubeconfig(path: Path, server: str, pki: Pki) -> None:
-    path.write_text(yaml.safe_dump(render_kubeconfig(server, pki), sort_keys=False))
+def write_kubeconfig(path: Path, server: str, pki: Pki, user: tuple[str, Path, Path] | None = None) -> None:
+    path.write_text(yaml.safe_dump(render_kubeconfig(server, pki, user), sort_keys=False))
     path.chmod(0o600)

@@ -185,3 +185,26 @@ def create(directory: Path, addon_dns_names: tuple[str, ...] = ()) -> Pki:
     _write_cert(pki.addon_dir / "tls.crt", addon_cert)
     _write_cert(pki.addon_dir / "ca.crt", ca[1])
     return pki
+
+
+def _load_ca(pki: Pki) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key, x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+
+
+def issue_node(pki: Pki, node_name: str, node_ip: str, directory: Path) -> None:
+    """A real node's credentials, from the cluster's CA: the kubelet's client certificate (user
+    `system:node:<name>` in group `system:nodes`, what the Node authorizer expects) and its
+    serving certificate for `node_ip`, where the API server reaches it for logs and exec."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = _load_ca(pki)
+    client_key, client_cert = _leaf(
+        _name(f"system:node:{node_name}", "system:nodes"), ca, [ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
+    _write_key(directory / "kubelet-client.key", client_key)
+    _write_cert(directory / "kubelet-client.crt", client_cert)
+    sans = x509.SubjectAlternativeName([x509.DNSName(node_name), x509.IPAddress(ipaddress.ip_address(node_ip))])
+    serving_key, serving_cert = _leaf(_name(node_name), ca, [ExtendedKeyUsageOID.SERVER_AUTH], sans)
+    _write_key(directory / "kubelet-serving.key", serving_key)
+    _write_cert(directory / "kubelet-serving.crt", serving_cert)

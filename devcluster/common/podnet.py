@@ -19,6 +19,10 @@ import ipaddress
 import threading
 
 POD_NETWORK = ipaddress.IPv4Network("10.245.0.0/16")
+# Real nodes' pods (`devcluster.nodes.real`): real addresses on a bridge of this machine, node n
+# owns 10.246.n.0/24. Nothing off this machine can be reached from them or sent to them.
+REAL_POD_NETWORK = ipaddress.IPv4Network("10.246.0.0/16")
+KWOK_POD_NETWORK = ipaddress.IPv4Network("10.244.0.0/16")  # KWOK's fake pods: nothing listens
 SERVICE_NETWORK = ipaddress.IPv4Network("10.96.0.0/16")  # kube-apiserver's --service-cluster-ip-range
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
@@ -28,6 +32,24 @@ def node_cidr(index: int) -> ipaddress.IPv4Network:
     if not 1 <= index <= 255:
         raise ValueError(f"node index {index} is outside 1..255")
     return ipaddress.IPv4Network(f"10.245.{index}.0/24")
+
+
+def real_node_cidr(index: int) -> ipaddress.IPv4Network:
+    """Real node `index` (1-based) owns 10.246.<index>.0/24."""
+    if not 1 <= index <= 255:
+        raise ValueError(f"node index {index} is outside 1..255")
+    return ipaddress.IPv4Network(f"10.246.{index}.0/24")
+
+
+def dial_address(ip: str) -> str | None:
+    """Where to send to a pod: a real node's pod at its own address, a process node's at its
+    loopback twin; None for KWOK's pods (nothing listens there)."""
+    try:
+        if ipaddress.IPv4Address(ip) in REAL_POD_NETWORK:
+            return ip
+    except ValueError:
+        return None
+    return loopback_twin(ip)
 
 
 def loopback_twin(ip: str) -> str | None:

@@ -120,7 +120,15 @@ def kube_apiserver(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
         f"--service-account-signing-key-file={pki.service_account_key}",
         "--service-account-issuer=https://kubernetes.default.svc",
         f"--service-cluster-ip-range={SERVICE_NETWORK}",
-        "--authorization-mode=RBAC",
+        # Node: the real nodes' kubelets (system:node:<name>) may touch only their own objects.
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        # The API server reaches a real node's kubelet (logs, exec) as the admin, checking the
+        # kubelet's serving certificate against the cluster's CA.
+        f"--kubelet-client-certificate={pki.admin_cert}",
+        f"--kubelet-client-key={pki.admin_key}",
+        f"--kubelet-certificate-authority={pki.ca_cert}",
+        "--kubelet-preferred-address-types=InternalIP",
         # The aggregation layer (KEDA's external.metrics.k8s.io): who the API server is when it
         # proxies, and the headers that carry the user to the extension API server.
         f"--requestheader-client-ca-file={pki.front_proxy_ca}",

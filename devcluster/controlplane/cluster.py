@@ -26,26 +26,41 @@ from devcluster.addons import keda, kserve
 from devcluster.addons import prometheus as prometheus_module
 from devcluster.addons.ingress import routes as ingress_routes
 from devcluster.build.go import build_all, kwok_stages_file, nginx_binary
-from devcluster.build.versions import KSERVE_VERSION, REPO_ROOT
+from devcluster.build.versions import CONTAINERD_VERSION, KSERVE_VERSION, REPO_ROOT
+from devcluster.build.versions import bin_dir as versions_bin_dir
 from devcluster.common import pki as pki_module
 from devcluster.common import processes
 from devcluster.common.kubeconfig import write_kubeconfig
+from devcluster.common.podnet import real_node_cidr
 from devcluster.common.ports import free_ports, is_listening
 from devcluster.common.processes import Layout, Ports
 from devcluster.common.routes import ensure_blackhole_routes
-from devcluster.nodes.specs import KWOK_RECOVERY_STAGES, NODES, PROCESS_NODES, render_node
+from devcluster.images import pause, registry
+from devcluster.nodes.real import config as real_config
+from devcluster.nodes.real import node as real_node
+from devcluster.nodes.specs import (
+    KWOK_RECOVERY_STAGES,
+    NODES,
+    PROCESS_NODES,
+    REAL_NODE_LABEL,
+    REAL_NODE_TAINT,
+    REAL_NODES,
+    render_node,
+)
 from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE
 
 KSERVE_MANAGER = f"kserve-manager-{KSERVE_VERSION}"
 PROMETHEUS = prometheus_module.BINARY
 NODE_AGENT = "node-agent"
 INGRESS = "ingress-nginx"
+CONTAINERD = f"containerd-{CONTAINERD_VERSION}"
+KUBELET = "kubelet"
 PYTHON_MODULES = {
     NODE_AGENT: "devcluster.nodes.agent",
     INGRESS: "devcluster.addons.ingress",
 }  # ours, run by this Python
 CORE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-ADDONS = (KSERVE_MANAGER, keda.OPERATOR, keda.ADAPTER, PROMETHEUS, NODE_AGENT, INGRESS)
+ADDONS = (KSERVE_MANAGER, keda.OPERATOR, keda.ADAPTER, PROMETHEUS, NODE_AGENT, INGRESS, CONTAINERD, KUBELET)
 START_ORDER = (*CORE, *ADDONS)
 
 
@@ -58,6 +73,19 @@ class ClusterInfo:
     prometheus_targets: Path | None = None  # where to register processes for it to scrape
     ingress_url: str | None = None  # the ingress controller (nginx), routing by Host to the process nodes' pods
     storage: Path | None = None  # the object store the process nodes fetch s3:// and gs:// models from
+
+
+def real_nodes(layout: Layout, bin_dir: Path) -> list[real_config.RealNode]:
+    return [
+        real_config.RealNode(
+            name=spec.name,
+            index=spec.index,
+            root=layout.root / "nodes" / spec.name,
+            bin_dir=bin_dir,
+            pod_cidr=real_node_cidr(spec.index),
+        )
+        for spec in REAL_NODES
+    ]
 
 
 def default_layout() -> Layout:
@@ -258,6 +286,16 @@ def _prepare_ingress(layout: Layout) -> None:
     _apply(layout, [ingress_routes.ingress_class()])
 
 
+def _prepare_real_node(layout: Layout, node: real_config.RealNode, server: str) -> None:
+    """The local registry (the node pulls from it), the sandbox image in it, the node's files."""
+    to = registry.ensure_running()
+    real_node.prepare(node, layout.pki, server, to, pause.ensure(to))
+
+
+def _node_ready(layout: Layout, name: str) -> bool:
+    return _kubectl_ok(layout, "wait", "--for=condition=Ready", "--timeout=1s", f"node/{name}")
+
+
 def _process_nodes_ready(layout: Layout) -> bool:
     return _kubectl_ok(
         layout, "wait", "--for=condition=Ready", "--timeout=1s", *(f"node/{n.name}" for n in PROCESS_NODES)
@@ -308,6 +346,7 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
     ports = Ports(*free_ports(len(fields(Ports))))
     server = f"https://127.0.0.1:{ports.apiserver}"
     write_kubeconfig(layout.kubeconfig, server, cluster_pki)
+    (node,) = real_nodes(layout, bin_dir)
 
     argvs = {
         "etcd": processes.etcd(bin_dir, layout, ports),
@@ -332,6 +371,8 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         PROMETHEUS: prometheus_module.argv(layout.prometheus, ports.prometheus),
         NODE_AGENT: processes.node_agent(layout, Path(sys.executable), DEFAULT_SERVER_IMAGE.rsplit(":", 1)[0]),
         INGRESS: processes.ingress_controller(layout, Path(sys.executable), nginx_binary(), ports),
+        CONTAINERD: real_config.containerd_argv(node, bin_dir / CONTAINERD),
+        KUBELET: real_config.kubelet_argv(node, labels={REAL_NODE_LABEL: "true"}, taints=[REAL_NODE_TAINT]),
     }
     envs = {
         KSERVE_MANAGER: {
@@ -343,6 +384,7 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         keda.ADAPTER: keda.environment(layout.kubeconfig),
         NODE_AGENT: {"PYTHONPATH": str(REPO_ROOT)},
         INGRESS: {"PYTHONPATH": str(REPO_ROOT)},
+        CONTAINERD: real_node.environment(node),
     }
     prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
     pids: dict[str, int] = {}
@@ -369,6 +411,8 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         PROMETHEUS: lambda: _http_ok(f"{prometheus_url}/-/ready"),
         NODE_AGENT: lambda: _process_nodes_ready(layout),
         INGRESS: lambda: _http_ok(f"http://127.0.0.1:{ports.ingress}/healthz"),
+        CONTAINERD: node.containerd_socket.exists,
+        KUBELET: lambda: _node_ready(layout, node.name),
     }
     before_start: dict[str, Callable[[], None]] = {
         KSERVE_MANAGER: lambda: _prepare_kserve(layout),
@@ -376,6 +420,7 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         PROMETHEUS: lambda: _prepare_prometheus(layout),
         NODE_AGENT: lambda: _prepare_process_nodes(layout),
         INGRESS: lambda: _prepare_ingress(layout),
+        CONTAINERD: lambda: _prepare_real_node(layout, node, server),
     }
     after_start: dict[str, Callable[[], None]] = {
         "kwok": lambda: _add_nodes(layout),
@@ -436,4 +481,6 @@ def down(layout: Layout | None = None, quiet: bool = False) -> None:
             os.killpg(int(pid), signal.SIGKILL)
         if not quiet:
             _log(f"stopped {name} (pid {pid})")
+    for node in real_nodes(layout, versions_bin_dir()):
+        real_node.cleanup(node)  # the containers and mounts containerd and the kubelet leave
     layout.state.unlink(missing_ok=True)

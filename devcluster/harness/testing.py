@@ -25,7 +25,7 @@ import yaml
 
 from devcluster.addons.prometheus import Target, register_targets
 from devcluster.build.versions import KUBERNETES_VERSION, REPO_ROOT
-from devcluster.common.podnet import loopback_twin
+from devcluster.common.podnet import dial_address
 from devcluster.common.ports import free_ports
 from devcluster.harness.fixtures import Tools
 from devcluster.nodes.specs import PROCESS_PLACEMENT
@@ -195,8 +195,8 @@ def ready_pods(tools: Tools, namespace: str, selector: str) -> list[dict[str, An
 
 
 def pod_url(pod: dict[str, Any], port: int = 8080) -> str:
-    """Where a process node's pod listens (the loopback twin of its pod IP)."""
-    return f"http://{loopback_twin(pod['status']['podIP'])}:{port}"
+    """Where a pod listens: a real node's at its pod IP, a process node's at its loopback twin."""
+    return f"http://{dial_address(pod['status']['podIP'])}:{port}"
 
 
 @contextmanager

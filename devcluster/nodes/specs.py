@@ -87,3 +87,23 @@ def render_node(spec: NodeSpec) -> dict[str, Any]:
             "allocatable": dict(capacity),
         },
     }
+
+
+# Real nodes: a kubelet with containerd on this machine (`devcluster.nodes.real`). Tainted like
+# the process nodes: only pods that ask for a real node land there.
+REAL_NODE_LABEL = "devcluster.recmodel.dev/real-node"
+REAL_NODE_TAINT = f"{REAL_NODE_LABEL}=true:NoSchedule"
+
+
+@dataclass(frozen=True)
+class RealNodeSpec:
+    name: str
+    index: int  # its pods' range: 10.246.<index>.0/24 (`podnet.real_node_cidr`)
+
+
+REAL_NODES: tuple[RealNodeSpec, ...] = (RealNodeSpec("real-node-1", index=1),)
+
+REAL_PLACEMENT: dict[str, Any] = {
+    "nodeSelector": {REAL_NODE_LABEL: "true"},
+    "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+}

@@ -165,18 +165,27 @@ def test_prometheus_scrapes_the_processes_registered_with_it(cluster: Tools) -> 
 
 
 def test_no_packet_to_the_pod_or_service_ranges_can_leave_the_machine(cluster: Tools) -> None:
-    """While the cluster is up the kernel drops both ranges (blackhole routes), and the route it
-    would take for an address in either is that blackhole, never the default route."""
+    """While the cluster is up the kernel drops every pod and Service range (blackhole routes),
+    and the route it would take for an address in one is that blackhole, never the default
+    route; a real node's own pod range goes to its bridge on this machine, nowhere else."""
     import subprocess
 
-    from devcluster.common.podnet import POD_NETWORK, SERVICE_NETWORK
+    from devcluster.common.podnet import real_node_cidr
+    from devcluster.common.routes import RANGES
+    from devcluster.nodes.real.config import RealNode
+    from devcluster.nodes.specs import REAL_NODES
 
-    for network in (POD_NETWORK, SERVICE_NETWORK):
-        address = str(network.network_address + 7)
+    table = subprocess.run(["ip", "route", "show", "type", "blackhole"], check=True, capture_output=True, text=True)
+    for network in RANGES:
+        assert f"blackhole {network}" in table.stdout, table.stdout
+        address = str(network.network_address + 250 * 256 + 7)  # in no real node's /24
         route = subprocess.run(["ip", "route", "get", address], check=False, capture_output=True, text=True)
         # No route is found: the kernel refuses (a blackhole answers EINVAL here), never "via" the default.
         assert route.returncode != 0 and " via " not in route.stdout, (address, route.stdout, route.stderr)
-        table = subprocess.run(
-            ["ip", "route", "show", "type", "blackhole"], check=True, capture_output=True, text=True
-        ).stdout
-        assert f"blackhole {network}" in table, table
+    for spec in REAL_NODES:
+        cidr = real_node_cidr(spec.index)
+        bridge = RealNode(spec.name, spec.index, Path("/"), Path("/"), cidr).bridge
+        route = subprocess.run(
+            ["ip", "route", "get", str(cidr.network_address + 7)], check=True, capture_output=True, text=True
+        )
+        assert f"dev {bridge} " in route.stdout and " via " not in route.stdout, route.stdout

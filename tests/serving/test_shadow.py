@@ -5,7 +5,7 @@ its own lands in its /metrics (what the operator's canary analysis reads through
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,10 +31,29 @@ def mirrored(stable: Path, canary_url: str, work: Path, percent: int = 100) -> I
         yield url
 
 
-def _send(url: str, count: int) -> None:
+RESULTS = ("compared", "error", "dropped")
+
+
+def _send(url: str, count: int, one_copy_at_a_time: bool = False) -> None:
+    """`one_copy_at_a_time`: each request's copy is settled before the next request, so a canary
+    slower than the stable server (a loaded CI machine) never has MAX_IN_FLIGHT copies waiting,
+    which would drop some."""
     for i in range(count):
         answer = predict(url, "ranker", make_request(200, seed=i))
         assert answer["predictions"][0]["items"], answer
+        if one_copy_at_a_time:
+            wait_for(_settled_at_least(url, i + 1), timeout=30, what=f"copy {i + 1} settled")
+
+
+def _settled_at_least(url: str, count: int) -> Callable[[], bool]:
+    return lambda: sum(scraped(url, "recmodel_shadow_requests_total", result=r) for r in RESULTS) >= count
+
+
+def _copies(url: str, work: Path) -> str:
+    """What became of the copies (compared, error, dropped) and the stable server's warnings."""
+    results = {r: scraped(url, "recmodel_shadow_requests_total", result=r) for r in RESULTS}
+    log = (work / "stable.log").read_text(errors="replace").splitlines()
+    return f"copies: {results}\n" + "\n".join(line for line in log if "mirrored" in line or "WARNING" in line)[-3000:]
 
 
 def _agreement(url: str) -> tuple[float, float]:
@@ -57,8 +76,13 @@ def test_the_canarys_rankings_are_compared_with_the_stable_ones(
         kserve_server(canary_dir, "ranker", tmp_path / "canary.log", extra_args=ROOMY) as canary,
         mirrored(trained_model, canary, tmp_path) as stable,
     ):
-        _send(stable, 20)
-        wait_for(lambda: _agreement(stable)[1] >= 20, timeout=30, what="20 mirrored comparisons")
+        _send(stable, 20, one_copy_at_a_time=True)
+        wait_for(
+            lambda: _agreement(stable)[1] >= 20,
+            timeout=30,
+            what="20 mirrored comparisons",
+            explain=lambda: _copies(stable, tmp_path),
+        )
         mean, count = _agreement(stable)
         assert count == 20
         if agrees:

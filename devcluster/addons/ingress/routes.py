@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devcluster.common.podnet import loopback_twin
+from devcluster.common.podnet import dial_address, loopback_twin
 
 Obj = dict[str, Any]
 
@@ -65,9 +65,9 @@ def ready_upstreams(service_port: Obj, slices: list[Obj]) -> tuple[str, ...]:
             if (endpoint.get("conditions") or {}).get("ready") is False:
                 continue
             for address in endpoint.get("addresses", []):
-                twin = loopback_twin(address)
-                if twin is not None:
-                    out.add(f"{twin}:{ports[0]['port']}")
+                target = dial_address(address)
+                if target is not None:
+                    out.add(f"{target}:{ports[0]['port']}")
     return tuple(sorted(out))
 
 

@@ -1,0 +1,249 @@
+"""What a real node runs, rendered (pure: paths, names and addresses in; files and argv out)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devcluster.common.podnet import REAL_POD_NETWORK, SERVICE_NETWORK
+
+CLUSTER_DOMAIN = "cluster.local"
+DNS_SERVICE_IP = str(SERVICE_NETWORK.network_address + 10)  # 10.96.0.10, as kubeadm sets it
+# Sockets need short paths (108 bytes, and containerd puts its shims' sockets under its state).
+RUN_ROOT = Path("/run/recmodel-devcluster")
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """One real node: where it keeps its files and which addresses it owns."""
+
+    name: str
+    index: int  # the node's pod range is 10.246.<index>.0/24 (`podnet.real_node_cidr`)
+    root: Path  # the node's folder in the cluster's layout
+    bin_dir: Path  # the versioned binaries
+    pod_cidr: ipaddress.IPv4Network
+
+    @property
+    def cgroup_root(self) -> str:
+        return f"/devcluster-{self.name}"
+
+    @property
+    def bridge(self) -> str:
+        return f"rmcni{self.index}"
+
+    @property
+    def node_ip(self) -> str:
+        """The bridge's own address: the pods' gateway, and where the kubelet serves."""
+        return str(self.pod_cidr.network_address + 1)
+
+    @property
+    def run_dir(self) -> Path:
+        return RUN_ROOT / self.name
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.run_dir / "containerd.sock"
+
+    @property
+    def cni_conf_dir(self) -> Path:
+        return self.root / "cni"
+
+    @property
+    def registry_hosts_dir(self) -> Path:
+        return self.root / "registry-hosts"
+
+    @property
+    def kubelet_dir(self) -> Path:
+        return self.root / "kubelet"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubelet.kubeconfig"
+
+    @property
+    def shim_dir(self) -> Path:
+        """PATH entry where containerd finds `containerd-shim-runc-v2` (a link to the build)."""
+        return self.root / "bin"
+
+
+def containerd_config(node: RealNode, sandbox_image: str, runc: Path, run_dir: Path) -> str:
+    """containerd 2.x's config (version 3): CRI with runc on cgroupfs, CNI from Debian's plugins,
+    registries from `registry_hosts_dir`, the sandbox image from the local registry."""
+    return f"""version = 3
+root = "{node.root / "containerd"}"
+state = "{node.run_dir / "state"}"
+
+[grpc]
+  address = "{node.containerd_socket}"
+
+[ttrpc]
+  address = "{node.run_dir / "containerd.ttrpc.sock"}"
+
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "{sandbox_image}"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "{node.registry_hosts_dir}"
+
+[plugins."io.containerd.cri.v1.runtime"]
+  enable_unprivileged_ports = false
+  netns_mounts_under_state_dir = true
+  # The kubelet asks -998 for sandboxes; these machines do not let containerd go below its own.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "{node.cni_conf_dir}"
+    use_internal_loopback = true
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = "{runc}"
+        Root = "{run_dir / "runc"}"
+        SystemdCgroup = false
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+"""
+
+
+def registry_hosts(registry: str) -> dict[str, str]:
+    """certs.d-style hosts.toml per registry host: the local registry speaks plain HTTP."""
+    return {
+        registry: f'server = "http://{registry}"\n\n[host."http://{registry}"]\n  capabilities = ["pull", "resolve"]\n'
+    }
+
+
+def cni_config(node: RealNode) -> dict[str, Any]:
+    """The bridge plugin on the node's bridge, host-local addresses from its pod range. Pods get
+    routes to the pod and Service ranges only, and no masquerading: a pod has no way off this
+    machine."""
+    return {
+        "cniVersion": "1.0.0",
+        "name": "devcluster",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": node.bridge,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": str(node.pod_cidr), "gateway": node.node_ip}]],
+                    "routes": [{"dst": str(REAL_POD_NETWORK)}, {"dst": str(SERVICE_NETWORK)}],
+                    "dataDir": str(node.root / "ipam"),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+
+
+def kubelet_config(node: RealNode, ca_file: Path) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        # These machines mount cgroup v1; the kubelet refuses it unless told (KEP-5573).
+        "failCgroupV1": False,
+        "cgroupDriver": "cgroupfs",
+        # Each node's pods under a cgroup of its own, so nodes on one machine never share one.
+        "cgroupRoot": node.cgroup_root,
+        "cgroupsPerQOS": True,
+        "containerRuntimeEndpoint": f"unix://{node.containerd_socket}",
+        "address": node.node_ip,
+        "port": 10250,
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": 0,
+        "tlsCertFile": str(node.pki_dir / "kubelet-serving.crt"),
+        "tlsPrivateKeyFile": str(node.pki_dir / "kubelet-serving.key"),
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": False},
+            "x509": {"clientCAFile": str(ca_file)},
+        },
+        # Only holders of a certificate from the cluster's CA reach the kubelet at all (the API
+        # server, for logs and exec); what they may do is the API server's RBAC decision.
+        "authorization": {"mode": "AlwaysAllow"},
+        "clusterDomain": CLUSTER_DOMAIN,
+        "clusterDNS": [DNS_SERVICE_IP],
+        "resolvConf": str(node.root / "resolv.conf"),
+        "failSwapOn": False,
+        "staticPodPath": "",
+        "serializeImagePulls": False,
+        "maxPods": 50,
+        "podPidsLimit": 4096,
+        "registerNode": True,
+        "nodeStatusUpdateFrequency": "10s",
+        "syncFrequency": "10s",
+        # A shared test machine: never evict for its disk or memory, never garbage-collect the
+        # images the tests just pulled.
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "localStorageCapacityIsolation": True,
+        "shutdownGracePeriod": "0s",
+        "logging": {"verbosity": 1},
+    }
+
+
+def kubelet_argv(node: RealNode, labels: dict[str, str], taints: list[str]) -> list[str]:
+    return [
+        str(node.bin_dir / "kubelet"),
+        f"--config={node.kubelet_dir / 'config.yaml'}",
+        f"--kubeconfig={node.kubeconfig}",
+        f"--root-dir={node.kubelet_dir / 'root'}",
+        f"--cert-dir={node.pki_dir}",
+        f"--hostname-override={node.name}",
+        f"--node-ip={node.node_ip}",
+        f"--node-labels={','.join(f'{k}={v}' for k, v in sorted(labels.items()))}",
+        *([f"--register-with-taints={','.join(taints)}"] if taints else []),
+        "--v=1",
+    ]
+
+
+def containerd_argv(node: RealNode, containerd: Path) -> list[str]:
+    return [str(containerd), f"--config={node.root / 'containerd.toml'}", "--log-level=warn"]
+
+
+def kube_proxy_config(kubeconfig: Path, cluster_cidr: str, metrics_port: int, healthz_port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "nftables",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "clusterCIDR": cluster_cidr,
+        "bindAddress": "127.0.0.1",
+        "metricsBindAddress": f"127.0.0.1:{metrics_port}",
+        "healthzBindAddress": f"127.0.0.1:{healthz_port}",
+        # Services are reached from this machine's own processes too (tests, the ingress).
+        "nodePortAddresses": ["127.0.0.1/32"],
+        "conntrack": {"maxPerCore": 0},
+    }
+
+
+def resolv_conf() -> str:
+    """What the kubelet gives pods with `dnsPolicy: Default` (none of them here) and what it
+    builds ClusterFirst's search path on: nothing beyond the cluster's own DNS."""
+    return f"nameserver {DNS_SERVICE_IP}\noptions ndots:5\n"
+
+
+def to_yaml(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def to_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2)
