@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from devcluster.build.versions import BINARIES, COMPONENTS, GOMOD_DIR, KWOK_VERSION, Component, bin_dir, cache_dir
+from devcluster.common import debian
 
 KWOK_STAGE_FILES = (
     "kustomize/stage/node/fast/node-initialize.yaml",
@@ -44,17 +45,6 @@ def _go_env(name: str) -> str:
     return subprocess.run([go_binary(), "env", name], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def _install_debian(packages: tuple[str, ...]) -> None:
-    """Debian's packages a cgo build needs (root, as on these machines), when missing."""
-    missing = [p for p in packages if subprocess.run(["dpkg", "-s", p], capture_output=True, check=False).returncode]
-    if not missing:
-        return
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    if subprocess.run(install, check=False, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
-        subprocess.run(install, check=True)
-
-
 def _build_component(component: Component, out_dir: Path) -> None:
     module_dir = GOMOD_DIR / component.module_dir
     ldflags = " ".join(("-s", "-w", *component.version_ldflags))
@@ -64,7 +54,7 @@ def _build_component(component: Component, out_dir: Path) -> None:
         _log(f"building {name} {component.version} from {package}")
         started = time.monotonic()
         tmp = out_dir / f".{name}.tmp"
-        _install_debian(component.cgo_packages)
+        debian.install(component.cgo_packages)
         tags = ["-tags", ",".join(component.build_tags)] if component.build_tags else []
         subprocess.run(
             [go_binary(), "build", "-mod=readonly", *tags, "-ldflags", ldflags, "-o", str(tmp), package],

@@ -4,13 +4,13 @@ chroot isolation: no daemon, no user namespaces), so builds never touch a system
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from devcluster.build.versions import cache_root
+from devcluster.common import debian
 
 DEBIAN_PACKAGES = ("buildah", "mmdebstrap")  # what `make images` needs from Debian's archive
 
@@ -20,15 +20,7 @@ def _log(message: str) -> None:
 
 
 def ensure_tools() -> None:
-    """buildah and mmdebstrap from Debian's packages, installed when missing (root, as here)."""
-    missing = [name for name in DEBIAN_PACKAGES if shutil.which(name) is None]
-    if not missing:
-        return
-    _log(f"installing {' '.join(missing)} from Debian's packages")
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    if subprocess.run(install, check=False, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
-        subprocess.run(install, check=True)
+    debian.install(DEBIAN_PACKAGES)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from devcluster.build.versions import CONTAINERD_VERSION, RUNC_VERSION
+from devcluster.common import debian
 from devcluster.common import pki as pki_module
 from devcluster.common.kubeconfig import write_kubeconfig
 from devcluster.common.pki import Pki
@@ -18,19 +19,7 @@ from devcluster.nodes.real.config import RealNode
 CNI_PLUGINS = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 
 
-def missing_packages() -> list[str]:
-    wanted = {"containernetworking-plugins": CNI_PLUGINS / "bridge", "nftables": Path("/usr/sbin/nft")}
-    return [name for name, path in wanted.items() if not path.exists()]
-
-
-def ensure_packages() -> None:
-    missing = missing_packages()
-    if not missing:
-        return
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    if subprocess.run(install, check=False, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
-        subprocess.run(install, check=True)
+DEBIAN_PACKAGES = ("containernetworking-plugins", "nftables", "iproute2")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -56,7 +45,7 @@ def _cgroup_folders(node: RealNode) -> list[Path]:
 
 
 def prepare(node: RealNode, pki: Pki, server: str, registry: str, sandbox_image: str) -> None:
-    ensure_packages()
+    debian.install(DEBIAN_PACKAGES)
     cleanup(node)
     for folder in (node.root, node.run_dir, node.cni_conf_dir, node.kubelet_dir, node.shim_dir):
         folder.mkdir(parents=True, exist_ok=True)
