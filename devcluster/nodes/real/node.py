@@ -101,7 +101,11 @@ def _mounts_under(*roots: Path) -> list[str]:
 
 def cleanup(node: RealNode) -> None:
     """After containerd and the kubelet stopped (or crashed): their containers, shims, mounts,
-    network namespaces and bridge go. Idempotent."""
+    network namespaces and bridge go. Idempotent. Only for a layout that started the node: a
+    bare cluster (its own layout, no real node) must not touch the sockets and bridge, which
+    live at fixed places on this machine."""
+    if not node.root.exists():
+        return
     if node.run_dir.exists() and (node.bin_dir / f"runc-{RUNC_VERSION}").exists():
         for container in _runc(node, "list", "--quiet").stdout.split():
             _runc(node, "kill", "--all", container, "KILL")
