@@ -3,7 +3,6 @@ chroot isolation: no daemon, no user namespaces), so builds never touch a system
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -53,7 +52,3 @@ class Buildah:
             text=True,
         )
         return result.stdout.strip() if result.returncode == 0 else None
-
-    def config(self, reference: str) -> dict[str, object]:
-        found: dict[str, object] = json.loads(self.run("inspect", "--type=image", reference))
-        return found

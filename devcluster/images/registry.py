@@ -8,7 +8,6 @@ crane keeps manifests in memory, so a restarted registry has lost its tags (not 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -69,17 +68,3 @@ def ensure_running(timeout: float = 20) -> str:
         time.sleep(0.2)
     tail = (root / "registry.log").read_text(errors="replace")[-2000:]
     raise RuntimeError(f"the local registry did not start on {listen}:\n{tail}")
-
-
-def stop() -> None:
-    pid_file = folder() / "registry.pid"
-    try:
-        pid = int(pid_file.read_text())
-    except (FileNotFoundError, ValueError):
-        return
-    try:
-        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(f"crane-{CRANE_VERSION}".encode()):
-            os.kill(pid, signal.SIGTERM)
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    pid_file.unlink(missing_ok=True)

@@ -219,22 +219,6 @@ def containerd_argv(node: RealNode, containerd: Path) -> list[str]:
     return [str(containerd), f"--config={node.root / 'containerd.toml'}", "--log-level=warn"]
 
 
-def kube_proxy_config(kubeconfig: Path, cluster_cidr: str, metrics_port: int, healthz_port: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-        "kind": "KubeProxyConfiguration",
-        "mode": "nftables",
-        "clientConnection": {"kubeconfig": str(kubeconfig)},
-        "clusterCIDR": cluster_cidr,
-        "bindAddress": "127.0.0.1",
-        "metricsBindAddress": f"127.0.0.1:{metrics_port}",
-        "healthzBindAddress": f"127.0.0.1:{healthz_port}",
-        # Services are reached from this machine's own processes too (tests, the ingress).
-        "nodePortAddresses": ["127.0.0.1/32"],
-        "conntrack": {"maxPerCore": 0},
-    }
-
-
 def resolv_conf() -> str:
     """What the kubelet gives pods with `dnsPolicy: Default` (none of them here) and what it
     builds ClusterFirst's search path on: nothing beyond the cluster's own DNS."""
