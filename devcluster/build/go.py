@@ -17,8 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from devcluster.build import debian
 from devcluster.build.versions import BINARIES, COMPONENTS, GOMOD_DIR, KWOK_VERSION, Component, bin_dir, cache_dir
-from devcluster.common import debian
 
 KWOK_STAGE_FILES = (
     "kustomize/stage/node/fast/node-initialize.yaml",

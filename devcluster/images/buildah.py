@@ -8,8 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from devcluster.build import debian
 from devcluster.build.versions import cache_root
-from devcluster.common import debian
 
 DEBIAN_PACKAGES = ("buildah", "mmdebstrap")  # what `make images` needs from Debian's archive
 

@@ -8,8 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from devcluster.build import debian
 from devcluster.build.versions import CONTAINERD_VERSION, RUNC_VERSION
-from devcluster.common import debian
 from devcluster.common import pki as pki_module
 from devcluster.common.kubeconfig import write_kubeconfig
 from devcluster.common.pki import Pki
