@@ -42,10 +42,21 @@ def crds() -> list[dict[str, Any]]:
     return [d for d in docs if d.get("kind") == "CustomResourceDefinition" and "group" in d.get("spec", {})]
 
 
-def config_map(ingress_class: str, ingress_domain: str = "example.com") -> dict[str, Any]:
-    """KServe's configuration: Standard mode by default, its Ingresses for `ingress_class`."""
+CA_BUNDLE_CONFIG_MAP = "devcluster-ca-bundle"
+
+
+def config_map(
+    ingress_class: str, storage_initializer_image: str, ingress_domain: str = "example.com"
+) -> dict[str, Any]:
+    """KServe's configuration: Standard mode by default, its Ingresses for `ingress_class`, its
+    storage initializer from `storage_initializer_image` trusting the cluster's CA
+    (`ca_bundle_config_map`, which KServe copies into each InferenceService's namespace)."""
     doc = _docs(module_dir() / "config" / "configmap" / "inferenceservice.yaml")[0]
     data = dict(doc["data"])
+    storage = json.loads(data["storageInitializer"])
+    storage["image"] = storage_initializer_image
+    storage["caBundleConfigMapName"] = CA_BUNDLE_CONFIG_MAP
+    data["storageInitializer"] = json.dumps(storage)
     data["deploy"] = json.dumps({"defaultDeploymentMode": "Standard"})
     ingress = json.loads(data["ingress"])
     ingress["ingressDomain"] = ingress_domain
@@ -56,6 +67,16 @@ def config_map(ingress_class: str, ingress_domain: str = "example.com") -> dict[
         "kind": "ConfigMap",
         "metadata": {"name": CONFIG_MAP, "namespace": NAMESPACE},
         "data": data,
+    }
+
+
+def ca_bundle_config_map(ca_pem: str) -> dict[str, Any]:
+    """The bundle KServe mounts into storage initializers (`cabundle.crt`, KServe's file name)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CA_BUNDLE_CONFIG_MAP, "namespace": NAMESPACE},
+        "data": {"cabundle.crt": ca_pem},
     }
 
 

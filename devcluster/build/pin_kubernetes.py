@@ -3,7 +3,8 @@
 k8s.io/kubernetes replaces its staging modules (k8s.io/api, ...) with local folders, which a
 module that depends on it cannot see; pin each to the matching published v0.X.Y instead.
 Usage: python -m devcluster.build.pin_kubernetes v1.36.3  (then `go mod tidy` is not needed: run
-`go get k8s.io/kubernetes/cmd/kube-apiserver@VERSION` in that folder to refresh go.sum).
+`go get k8s.io/kubernetes/cmd/kube-apiserver@VERSION` in that folder to refresh go.sum; the
+module's own `fakegpu` device plugin builds against the kubelet's API it pins).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,32 @@ COMPONENTS["runc"] = Component(
     cgo_packages=("libseccomp-dev", "pkg-config"),
 )
 
+
+def _source_tag(path: Path) -> str:
+    """A binary of ours is named by its source's hash, so an edit builds a new one."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+
+
+# Our fake GPUs' device plugin (gomod/kubernetes/fakegpu), built in the Kubernetes wrapper
+# module against the kubelet's own device-plugin API.
+FAKE_GPU_PLUGIN = f"fakegpu-{_source_tag(GOMOD_DIR / 'kubernetes' / 'fakegpu' / 'main.go')}"
+COMPONENTS["fakegpu"] = Component(
+    module_dir="kubernetes",
+    packages=("recmodel.dev/devcluster/kubernetes/fakegpu",),
+    binary_names=(FAKE_GPU_PLUGIN,),
+    version=KUBERNETES_VERSION,
+)
+
+COREDNS_VERSION = "v1.15.0"
+# CoreDNS with the plugins the cluster's DNS needs (gomod/coredns/main.go picks them).
+COREDNS = f"coredns-{COREDNS_VERSION}-{_source_tag(GOMOD_DIR / 'coredns' / 'main.go')}"
+COMPONENTS["coredns"] = Component(
+    module_dir="coredns",
+    packages=("recmodel.dev/devcluster/coredns",),
+    binary_names=(COREDNS,),
+    version=COREDNS_VERSION,
+)
+
 BINARIES = (
     "kube-apiserver",
     "kube-controller-manager",
@@ -163,6 +190,8 @@ BINARIES = (
     f"containerd-{CONTAINERD_VERSION}",
     f"containerd-shim-runc-v2-{CONTAINERD_VERSION}",
     f"runc-{RUNC_VERSION}",
+    FAKE_GPU_PLUGIN,
+    COREDNS,
 )
 
 

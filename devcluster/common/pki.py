@@ -148,7 +148,15 @@ def create(directory: Path, addon_dns_names: tuple[str, ...] = ()) -> Pki:
     _write_key(pki.ca_key, ca[0])
     _write_cert(pki.ca_cert, ca[1])
 
-    in_cluster = [x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default.svc")]
+    in_cluster = [
+        x509.DNSName(name)
+        for name in (
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        )
+    ]
     server_sans = x509.SubjectAlternativeName(
         [*LOOPBACK_SANS, *in_cluster, x509.IPAddress(ipaddress.ip_address("10.96.0.1"))]
     )
@@ -197,14 +205,28 @@ def issue_node(pki: Pki, node_name: str, node_ip: str, directory: Path) -> None:
     """A real node's credentials, from the cluster's CA: the kubelet's client certificate (user
     `system:node:<name>` in group `system:nodes`, what the Node authorizer expects) and its
     serving certificate for `node_ip`, where the API server reaches it for logs and exec."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca = _load_ca(pki)
-    client_key, client_cert = _leaf(
-        _name(f"system:node:{node_name}", "system:nodes"), ca, [ExtendedKeyUsageOID.CLIENT_AUTH]
-    )
-    _write_key(directory / "kubelet-client.key", client_key)
-    _write_cert(directory / "kubelet-client.crt", client_cert)
-    sans = x509.SubjectAlternativeName([x509.DNSName(node_name), x509.IPAddress(ipaddress.ip_address(node_ip))])
-    serving_key, serving_cert = _leaf(_name(node_name), ca, [ExtendedKeyUsageOID.SERVER_AUTH], sans)
-    _write_key(directory / "kubelet-serving.key", serving_key)
-    _write_cert(directory / "kubelet-serving.crt", serving_cert)
+    issue_client(pki, f"system:node:{node_name}", "system:nodes", directory / "kubelet-client")
+    issue_server(pki, node_name, node_ip, directory / "kubelet-serving")
+
+
+def issue_client(pki: Pki, user: str, group: str | None, stem: Path) -> tuple[Path, Path]:
+    """A client certificate from the cluster's CA for `user` (in `group`): `<stem>.crt` and
+    `<stem>.key`, returned in that order."""
+    key, cert = _leaf(_name(user, group), _load_ca(pki), [ExtendedKeyUsageOID.CLIENT_AUTH])
+    return _write_pair(stem, key, cert)
+
+
+def _write_pair(stem: Path, key: rsa.RSAPrivateKey, cert: x509.Certificate) -> tuple[Path, Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = stem.with_suffix(".crt"), stem.with_suffix(".key")
+    _write_key(key_path, key)
+    _write_cert(cert_path, cert)
+    return cert_path, key_path
+
+
+def issue_server(pki: Pki, name: str, ip: str, stem: Path) -> tuple[Path, Path]:
+    """A serving certificate from the cluster's CA for `name` and `ip`: `<stem>.crt` and
+    `<stem>.key`, returned in that order."""
+    sans = x509.SubjectAlternativeName([x509.DNSName(name), x509.IPAddress(ipaddress.ip_address(ip))])
+    key, cert = _leaf(_name(name), _load_ca(pki), [ExtendedKeyUsageOID.SERVER_AUTH], sans)
+    return _write_pair(stem, key, cert)

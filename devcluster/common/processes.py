@@ -27,6 +27,10 @@ class Ports:
     keda_adapter_metrics: int
     prometheus: int
     ingress: int
+    kube_proxy_healthz: int
+    kube_proxy_metrics: int
+    coredns_health: int
+    coredns_ready: int
 
 
 @dataclass(frozen=True)
@@ -105,13 +109,16 @@ def etcd(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
-def kube_apiserver(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
+def kube_apiserver(bin_dir: Path, layout: Layout, ports: Ports, advertise_address: str) -> list[str]:
+    """Clients here dial 127.0.0.1; pods reach it through the `kubernetes` Service, whose
+    endpoint is `advertise_address` (a real node's bridge: an EndpointSlice may not hold a
+    loopback address), so it listens on every address, behind `routes.guard`'s input rule."""
     pki = layout.pki
     return [
         str(bin_dir / "kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        "--bind-address=0.0.0.0",
+        f"--advertise-address={advertise_address}",
         f"--secure-port={ports.apiserver}",
         f"--tls-cert-file={pki.server_cert}",
         f"--tls-private-key-file={pki.server_key}",

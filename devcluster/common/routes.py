@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+from pathlib import Path
 
+from devcluster.build import debian
 from devcluster.common.podnet import KWOK_POD_NETWORK, POD_NETWORK, REAL_POD_NETWORK, SERVICE_NETWORK
 
 # A real node's own /24 is routed to its bridge (more specific than these): its pods are here.
@@ -40,3 +42,47 @@ def ensure_blackhole_routes() -> None:
                 f"cannot add a blackhole route for {network} ({result.stderr.strip()}): the devcluster "
                 "needs it so that no packet to its pod or Service ranges leaves this machine (run as root)"
             )
+
+
+# A table of our own, the guard: (1) the real nodes' pods reach each other and the Services'
+# endpoints through this machine, which forwards between the nodes' bridges; whatever it would
+# forward out of any other interface is dropped, so forwarding never sends a packet off the
+# machine; (2) the API server listens on every address (pods reach it through the `kubernetes`
+# Service at the first real node's address), but only loopback and the bridges may connect.
+GUARD_TABLE = "recmodel-devcluster"
+BRIDGE_PREFIX = "rmcni"  # real node n's bridge is rmcni<n>
+
+
+def guard(api_server_port: int) -> str:
+    """nft's script for the guard (pure)."""
+    return (
+        f"table inet {GUARD_TABLE} {{\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority -10; policy accept;\n"
+        f'    oifname != "{BRIDGE_PREFIX}*" counter drop\n'
+        "  }\n"
+        "  chain input {\n"
+        "    type filter hook input priority -10; policy accept;\n"
+        f'    tcp dport {api_server_port} iifname != "lo" iifname != "{BRIDGE_PREFIX}*" counter drop\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def ensure_guard(api_server_port: int) -> None:
+    """Idempotent: the table is replaced whole."""
+    debian.install(("nftables",))
+    subprocess.run(["nft", "delete", "table", "inet", GUARD_TABLE], check=False, capture_output=True)
+    result = subprocess.run(
+        ["nft", "-f", "-"], input=guard(api_server_port), text=True, capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"cannot install the devcluster's nftables guard: {result.stderr.strip()}")
+
+
+def enable_forwarding() -> None:
+    """The kernel's IPv4 forwarding, for the real nodes; only behind the guard."""
+    listed = subprocess.run(["nft", "list", "table", "inet", GUARD_TABLE], capture_output=True, check=False)
+    if listed.returncode != 0:
+        raise RuntimeError("refusing to forward without the devcluster's guard (routes.ensure_guard)")
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")

@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from devcluster.addons import keda, kserve
+from devcluster.addons import coredns, keda, kserve
 from devcluster.addons import prometheus as prometheus_module
 from devcluster.addons.ingress import routes as ingress_routes
 from devcluster.build.go import build_all, kwok_stages_file, nginx_binary
-from devcluster.build.versions import CONTAINERD_VERSION, KSERVE_VERSION, REPO_ROOT
+from devcluster.build.versions import CONTAINERD_VERSION, COREDNS, FAKE_GPU_PLUGIN, KSERVE_VERSION, REPO_ROOT
 from devcluster.build.versions import bin_dir as versions_bin_dir
 from devcluster.common import pki as pki_module
 from devcluster.common import processes
@@ -34,17 +34,19 @@ from devcluster.common.kubeconfig import write_kubeconfig
 from devcluster.common.podnet import real_node_cidr
 from devcluster.common.ports import free_ports, is_listening
 from devcluster.common.processes import Layout, Ports
-from devcluster.common.routes import ensure_blackhole_routes
-from devcluster.images import pause, registry
+from devcluster.common.routes import ensure_blackhole_routes, ensure_guard
+from devcluster.images import catalog, pause, registry
 from devcluster.nodes.real import config as real_config
 from devcluster.nodes.real import node as real_node
 from devcluster.nodes.specs import (
+    GPU_RESOURCE,
     KWOK_RECOVERY_STAGES,
     NODES,
     PROCESS_NODES,
-    REAL_NODE_LABEL,
-    REAL_NODE_TAINT,
     REAL_NODES,
+    RealNodeSpec,
+    real_node_labels,
+    real_node_taints,
     render_node,
 )
 from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE
@@ -55,12 +57,35 @@ NODE_AGENT = "node-agent"
 INGRESS = "ingress-nginx"
 CONTAINERD = f"containerd-{CONTAINERD_VERSION}"
 KUBELET = "kubelet"
+
+
+def node_process(program: str, node: str) -> str:
+    """A real node's process in the state file: `program@node` (each node runs its own)."""
+    return f"{program}@{node}"
+
+
+REAL_NODE_PROCESSES = tuple(
+    node_process(program, spec.name)
+    for spec in REAL_NODES
+    for program in (CONTAINERD, KUBELET, *([FAKE_GPU_PLUGIN] if spec.gpus else []))
+)
 PYTHON_MODULES = {
     NODE_AGENT: "devcluster.nodes.agent",
     INGRESS: "devcluster.addons.ingress",
 }  # ours, run by this Python
 CORE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-ADDONS = (KSERVE_MANAGER, keda.OPERATOR, keda.ADAPTER, PROMETHEUS, NODE_AGENT, INGRESS, CONTAINERD, KUBELET)
+KUBE_PROXY = "kube-proxy"  # one for the machine: the real nodes share its network namespace
+ADDONS = (
+    KSERVE_MANAGER,
+    keda.OPERATOR,
+    keda.ADAPTER,
+    PROMETHEUS,
+    NODE_AGENT,
+    INGRESS,
+    *REAL_NODE_PROCESSES,
+    KUBE_PROXY,
+    COREDNS,
+)
 START_ORDER = (*CORE, *ADDONS)
 
 
@@ -112,7 +137,9 @@ def _pid_alive(pid: int, name: str) -> bool:
         return False
     if name in PYTHON_MODULES:
         return PYTHON_MODULES[name] in argv
-    return Path(argv[0]).name == name
+    program = name.split("@", 1)[0]
+    # A kubelet starts as `unshare ... sh -c ...` and becomes the kubelet (`exec`).
+    return Path(argv[0]).name == program or (program == KUBELET and argv[:2] == ["unshare", "--mount"])
 
 
 def _admin_ssl_context(layout: Layout) -> ssl.SSLContext:
@@ -238,7 +265,14 @@ def _prepare_kserve(layout: Layout) -> None:
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kserve.NAMESPACE}}
     _apply(layout, [*kserve.crds(), namespace])
     _wait("KServe CRDs", lambda: _crds_established(layout), timeout=90)
-    _apply(layout, [kserve.config_map(ingress_routes.CLASS_NAME)])
+    storage_initializer = catalog.image("storage-initializer").reference(registry.address())
+    _apply(
+        layout,
+        [
+            kserve.config_map(ingress_routes.CLASS_NAME, storage_initializer),
+            kserve.ca_bundle_config_map(layout.pki.ca_cert.read_text()),
+        ],
+    )
     kserve.write_serving_certs(layout.kserve_tmp, layout.pki.server_cert, layout.pki.server_key)
 
 
@@ -290,6 +324,70 @@ def _prepare_real_node(layout: Layout, node: real_config.RealNode, server: str) 
     """The local registry (the node pulls from it), the sandbox image in it, the node's files."""
     to = registry.ensure_running()
     real_node.prepare(node, layout.pki, server, to, pause.ensure(to))
+
+
+@dataclass(frozen=True)
+class NodeProcesses:
+    """One real node's processes by name: argv, environment, health check, what comes first."""
+
+    argv: dict[str, list[str]]
+    env: dict[str, dict[str, str]]
+    health: dict[str, Callable[[], bool]]
+    before_start: dict[str, Callable[[], None]]
+
+
+def _real_node_processes(layout: Layout, spec: RealNodeSpec, node: real_config.RealNode, server: str) -> NodeProcesses:
+    """containerd, the kubelet, and on a GPU node the device plugin."""
+    containerd, kubelet = node_process(CONTAINERD, node.name), node_process(KUBELET, node.name)
+    argv = {
+        containerd: real_config.containerd_argv(node, node.bin_dir / CONTAINERD),
+        kubelet: real_config.kubelet_argv(node, labels=real_node_labels(spec), taints=real_node_taints(spec)),
+    }
+    health: dict[str, Callable[[], bool]] = {
+        containerd: node.containerd_socket.exists,
+        kubelet: lambda: _node_ready(layout, node.name),
+    }
+    if spec.gpus:
+        plugin = node_process(FAKE_GPU_PLUGIN, node.name)
+        argv[plugin] = real_config.device_plugin_argv(node, node.bin_dir / FAKE_GPU_PLUGIN, spec.gpus, spec.gpu_product)
+        health[plugin] = lambda: _allocatable(layout, node.name, GPU_RESOURCE) == str(spec.gpus)
+    return NodeProcesses(
+        argv=argv,
+        env={containerd: real_node.environment(node)},
+        health=health,
+        before_start={containerd: lambda: _prepare_real_node(layout, node, server)},
+    )
+
+
+def _allocatable(layout: Layout, node: str, resource: str) -> str | None:
+    try:
+        found = json.loads(_kubectl(layout, "get", "node", node, "-o", "json"))["status"].get("allocatable", {})
+    except RuntimeError:
+        return None
+    value = found.get(resource)
+    return str(value) if value is not None else None
+
+
+def _prepare_kube_proxy(layout: Layout, node: real_config.RealNode, server: str, ports: Ports) -> None:
+    """kube-proxy's identity (`system:kube-proxy`, which Kubernetes' default RBAC binds to
+    `system:node-proxier`), its kubeconfig and its configuration."""
+    folder = layout.root / "kube-proxy"
+    cert, key = pki_module.issue_client(layout.pki, "system:kube-proxy", None, folder / "client")
+    write_kubeconfig(folder / "kubeconfig", server, layout.pki, user=("system:kube-proxy", cert, key))
+    document = real_config.kube_proxy_config(
+        node, folder / "kubeconfig", ports.kube_proxy_healthz, ports.kube_proxy_metrics
+    )
+    (folder / "config.yaml").write_text(real_config.to_yaml(document))
+
+
+def _prepare_coredns(layout: Layout, node: real_config.RealNode, server: str, ports: Ports) -> None:
+    """CoreDNS's identity, kubeconfig and Corefile, and the `kube-dns` Service in front of it."""
+    folder = layout.root / "coredns"
+    cert, key = pki_module.issue_client(layout.pki, coredns.USER, None, folder / "client")
+    write_kubeconfig(folder / "kubeconfig", server, layout.pki, user=(coredns.USER, cert, key))
+    text = coredns.corefile(node.node_ip, folder / "kubeconfig", ports.coredns_health, ports.coredns_ready)
+    (folder / "Corefile").write_text(text)
+    _apply(layout, coredns.objects(real_config.DNS_SERVICE_IP, node.node_ip))
 
 
 def _node_ready(layout: Layout, name: str) -> bool:
@@ -344,13 +442,14 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
 
     cluster_pki = pki_module.create(layout.pki.directory, addon_dns_names=(keda.SERVICE_DNS_NAME,))
     ports = Ports(*free_ports(len(fields(Ports))))
+    ensure_guard(ports.apiserver)  # before the API server listens on every address
     server = f"https://127.0.0.1:{ports.apiserver}"
     write_kubeconfig(layout.kubeconfig, server, cluster_pki)
-    (node,) = real_nodes(layout, bin_dir)
+    nodes = real_nodes(layout, bin_dir)
 
     argvs = {
         "etcd": processes.etcd(bin_dir, layout, ports),
-        "kube-apiserver": processes.kube_apiserver(bin_dir, layout, ports),
+        "kube-apiserver": processes.kube_apiserver(bin_dir, layout, ports, nodes[0].node_ip),
         "kube-controller-manager": processes.kube_controller_manager(bin_dir, layout, ports),
         "kube-scheduler": processes.kube_scheduler(bin_dir, layout, ports),
         "kwok": processes.kwok(bin_dir, [kwok_stages_file(), KWOK_RECOVERY_STAGES], layout, ports),
@@ -371,8 +470,8 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         PROMETHEUS: prometheus_module.argv(layout.prometheus, ports.prometheus),
         NODE_AGENT: processes.node_agent(layout, Path(sys.executable), DEFAULT_SERVER_IMAGE.rsplit(":", 1)[0]),
         INGRESS: processes.ingress_controller(layout, Path(sys.executable), nginx_binary(), ports),
-        CONTAINERD: real_config.containerd_argv(node, bin_dir / CONTAINERD),
-        KUBELET: real_config.kubelet_argv(node, labels={REAL_NODE_LABEL: "true"}, taints=[REAL_NODE_TAINT]),
+        KUBE_PROXY: real_config.kube_proxy_argv(bin_dir / KUBE_PROXY, layout.root / "kube-proxy" / "config.yaml"),
+        COREDNS: coredns.argv(bin_dir / COREDNS, layout.root / "coredns" / "Corefile"),
     }
     envs = {
         KSERVE_MANAGER: {
@@ -384,7 +483,6 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         keda.ADAPTER: keda.environment(layout.kubeconfig),
         NODE_AGENT: {"PYTHONPATH": str(REPO_ROOT)},
         INGRESS: {"PYTHONPATH": str(REPO_ROOT)},
-        CONTAINERD: real_node.environment(node),
     }
     prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
     pids: dict[str, int] = {}
@@ -411,8 +509,8 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         PROMETHEUS: lambda: _http_ok(f"{prometheus_url}/-/ready"),
         NODE_AGENT: lambda: _process_nodes_ready(layout),
         INGRESS: lambda: _http_ok(f"http://127.0.0.1:{ports.ingress}/healthz"),
-        CONTAINERD: node.containerd_socket.exists,
-        KUBELET: lambda: _node_ready(layout, node.name),
+        KUBE_PROXY: lambda: _http_ok(f"http://127.0.0.1:{ports.kube_proxy_healthz}/healthz"),
+        COREDNS: lambda: _http_ok(f"http://127.0.0.1:{ports.coredns_ready}/ready"),
     }
     before_start: dict[str, Callable[[], None]] = {
         KSERVE_MANAGER: lambda: _prepare_kserve(layout),
@@ -420,12 +518,19 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         PROMETHEUS: lambda: _prepare_prometheus(layout),
         NODE_AGENT: lambda: _prepare_process_nodes(layout),
         INGRESS: lambda: _prepare_ingress(layout),
-        CONTAINERD: lambda: _prepare_real_node(layout, node, server),
+        KUBE_PROXY: lambda: _prepare_kube_proxy(layout, nodes[0], server, ports),
+        COREDNS: lambda: _prepare_coredns(layout, nodes[0], server, ports),
     }
     after_start: dict[str, Callable[[], None]] = {
         "kwok": lambda: _add_nodes(layout),
         keda.ADAPTER: lambda: _register_metrics_api(layout, ports),
     }
+    for spec, node in zip(REAL_NODES, nodes, strict=True):
+        processes_of_node = _real_node_processes(layout, spec, node, server)
+        argvs |= processes_of_node.argv
+        envs |= processes_of_node.env
+        health |= processes_of_node.health
+        before_start |= processes_of_node.before_start
     try:
         for name in START_ORDER if with_addons else CORE:
             if name in before_start:

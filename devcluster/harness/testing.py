@@ -488,3 +488,46 @@ def inference_service_ready(tools: Tools, namespace: str, name: str, timeout: fl
             what=f"KServe reports InferenceService {name} Ready",
         )
     )
+
+
+@contextmanager
+def model_claim(tools: Tools, namespace: str, model_dir: Path) -> Iterator[str]:
+    """A PersistentVolumeClaim bound to a hostPath volume holding the package (this machine is
+    the node); yields the claim's name."""
+    volume = f"model-{namespace}"
+    tools.kubectl_run(
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": volume},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "",
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "hostPath": {"path": str(model_dir), "type": "Directory"},
+                    "claimRef": {"namespace": namespace, "name": "model"},
+                },
+            }
+        ),
+    )
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "model"},
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": volume,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    apply(tools, namespace, claim)
+    try:
+        yield "model"
+    finally:
+        tools.kubectl_run("delete", "pv", volume, "--wait=false", check=False)

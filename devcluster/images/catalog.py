@@ -106,3 +106,9 @@ def content_key(spec: ImageSpec, base_id: str, root: Path = REPO_ROOT) -> str:
     for name in context_files(copy_sources(dockerfile), root):
         digest.update(name.encode() + b"\0" + hashlib.sha256((root / name).read_bytes()).digest())
     return digest.hexdigest()[:16]
+
+
+def image(name: str) -> ImageSpec:
+    """The catalog's image called `name`."""
+    (found,) = [spec for spec in IMAGES if spec.name == name]
+    return found

@@ -99,9 +99,35 @@ REAL_NODE_TAINT = f"{REAL_NODE_LABEL}=true:NoSchedule"
 class RealNodeSpec:
     name: str
     index: int  # its pods' range: 10.246.<index>.0/24 (`podnet.real_node_cidr`)
+    gpus: int = 0  # fake devices its device plugin advertises as nvidia.com/gpu
+    gpu_product: str = ""
 
 
-REAL_NODES: tuple[RealNodeSpec, ...] = (RealNodeSpec("real-node-1", index=1),)
+REAL_NODES: tuple[RealNodeSpec, ...] = (
+    RealNodeSpec("real-node-1", index=1),
+    RealNodeSpec("real-gpu-1", index=2, gpus=2, gpu_product="NVIDIA-L4"),
+)
+
+
+def real_node_labels(spec: RealNodeSpec) -> dict[str, str]:
+    """What the kubelet registers the node with; a GPU node also gets the labels NVIDIA's GPU
+    operator (its feature discovery) sets, with the values a real L4 node carries."""
+    labels = {REAL_NODE_LABEL: "true"}
+    if spec.gpus:
+        labels |= {
+            GPU_PRESENT_LABEL: "true",
+            GPU_PRODUCT_LABEL: spec.gpu_product,
+            "nvidia.com/gpu.count": str(spec.gpus),
+            "nvidia.com/gpu.memory": "23034",
+            "nvidia.com/gpu.family": "ada-lovelace",
+        }
+    return labels
+
+
+def real_node_taints(spec: RealNodeSpec) -> list[str]:
+    """The real-node taint, and on a GPU node the GPU taint the KWOK GPU nodes carry too."""
+    return [REAL_NODE_TAINT, *([f"{GPU_RESOURCE}=present:NoSchedule"] if spec.gpus else [])]
+
 
 REAL_PLACEMENT: dict[str, Any] = {
     "nodeSelector": {REAL_NODE_LABEL: "true"},

@@ -1,34 +1,48 @@
 """As a platform engineer would: helm install, kubectl apply the samples, watch them reach
 their states, helm uninstall. The operator runs as a local process with the token of the
-chart's ServiceAccount, so the chart's RBAC is what it really has.
+chart's ServiceAccount, so the chart's RBAC is what it really has; and, on the real nodes, as
+the chart's pods of the built operator image, reconciling a model served by the built server
+image, answered through the ingress.
 
 KServe's controller runs in the cluster (Standard mode, no Knative): InferenceServices become
 Ready when KServe says so, and the canary sample, which needs Knative, says that it does."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from devcluster.build.versions import KUBERNETES_VERSION
 from devcluster.harness.fixtures import Tools
 from devcluster.harness.testing import (
+    apply,
     condition,
     get_json,
+    model_claim,
+    namespace_report,
+    ready_pods,
     running_operator,
     service_account_kubeconfig,
+    small_standalone,
     wait_for,
+    wait_phase,
 )
+from devcluster.images import build as images
+from devcluster.nodes.specs import REAL_NODES, REAL_PLACEMENT
+from recmodel_handlers.tools.samples import make_request
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "recmodel-operator"
 RELEASE, NAMESPACE = "recmodel", "recmodel-system"
+REAL_NODE_NAMES = {spec.name for spec in REAL_NODES}
 EXPECTED_PHASE = {
     "search-ranker-cpu": "Ready",
     "home-feed-ranker": "Ready",
@@ -187,3 +201,79 @@ def test_kubectl_apply_manifests_installs_the_operator(crds: Tools) -> None:
             "--wait=true",
             check=False,
         )
+
+
+@pytest.mark.slow  # builds the images on first use (docs/development.md)
+def test_helm_install_runs_the_operator_image_on_a_real_node(crds: Tools, namespace: str, trained_model: Path) -> None:
+    """`helm install` with the chart's values pointing at the built images: the kubelet runs the
+    operator's two replicas as containers of the operator image (in-cluster config: the API
+    server through the `kubernetes` Service and the cluster's DNS); the leader reconciles a
+    RecModel whose pod runs the server image on a real node, answered through the ingress."""
+    tools = crds
+    built = {b.spec.name: b.reference for b in images.build_all(["recmodel-operator", "recmodel-server"])}
+    repository, tag = built["recmodel-operator"].rsplit(":", 1)
+    tools.helm_run(
+        "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
+        f"--set=image.repository={repository}", f"--set=image.tag={tag}",
+        f"--set=serverImage={built['recmodel-server']}",
+        f"--set-json=nodeSelector={json.dumps(REAL_PLACEMENT['nodeSelector'])}",
+        f"--set-json=tolerations={json.dumps(REAL_PLACEMENT['tolerations'])}",
+    )  # fmt: skip
+    try:
+        operators = wait_for(
+            lambda: (
+                len(ready := ready_pods(tools, NAMESPACE, "app.kubernetes.io/name=recmodel-operator")) == 2 and ready
+            ),
+            timeout=600,  # a cold node pulls the image first
+            what="the operator's two pods Ready on the real node",
+            explain=lambda: namespace_report(tools, NAMESPACE),
+        )
+        assert {p["status"]["containerStatuses"][0]["image"] for p in operators} == {built["recmodel-operator"]}
+        assert all(p["spec"]["nodeName"] in REAL_NODE_NAMES for p in operators)
+        names = {p["metadata"]["name"] for p in operators}
+        lease = wait_for(
+            lambda: (
+                (items := get_json(tools, "leases", "-n", NAMESPACE)["items"])
+                and next((x for x in items if x["spec"].get("holderIdentity") in names), None)
+            ),
+            what="one of the operator's pods holding its Lease",
+        )
+        print(f"\noperator pods {sorted(names)}; leader {lease['spec']['holderIdentity']}")
+
+        with model_claim(tools, namespace, trained_model.resolve()) as claim:
+            obj = small_standalone("ranker")
+            obj["spec"] |= {
+                "model": {"storageUri": f"pvc://{claim}"},
+                "placement": REAL_PLACEMENT,
+                "resources": {"cpu": "500m", "memory": "2Gi"},
+                "ingress": {"enabled": True, "host": f"ranker.{namespace}.shop.example"},
+            }
+            apply(tools, namespace, obj)
+            (pod,) = wait_for(
+                lambda: ready_pods(tools, namespace, "app.kubernetes.io/instance=ranker"),
+                timeout=600,
+                what="the RecModel's pod Ready on a real node",
+                explain=lambda: namespace_report(tools, namespace),
+            )
+            assert pod["spec"]["containers"][0]["image"] == built["recmodel-server"]  # the chart's serverImage
+            wait_phase(tools, namespace, "ranker", "Ready", timeout=120)
+            assert tools.ingress_url is not None
+            answer = wait_for(
+                lambda: (
+                    (r := httpx.post(
+                        f"{tools.ingress_url}/v1/models/ranker:predict",
+                        json={"instances": [make_request(50)]},
+                        headers={"host": f"ranker.{namespace}.shop.example"},
+                        timeout=30,
+                    )).status_code == 200 and r
+                ),
+                timeout=60,
+                what="a ranking answered through the ingress",
+            )  # fmt: skip
+            assert len(answer.json()["predictions"][0]["items"]) > 0
+            logs = tools.kubectl_run(
+                "logs", "-n", NAMESPACE, lease["spec"]["holderIdentity"], "-c", "operator", check=False
+            )
+            assert "Forbidden" not in logs.stdout, logs.stdout[-3000:]
+    finally:
+        tools.helm_run("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from devcluster.addons.prometheus import Prometheus, Target, registered_targets
 from devcluster.build.versions import KUBERNETES_VERSION
@@ -189,3 +191,14 @@ def test_no_packet_to_the_pod_or_service_ranges_can_leave_the_machine(cluster: T
             ["ip", "route", "get", str(cidr.network_address + 7)], check=True, capture_output=True, text=True
         )
         assert f"dev {bridge} " in route.stdout and " via " not in route.stdout, route.stdout
+    # The real nodes' pods reach each other and Services through this machine's forwarding;
+    # whatever it forwards may only leave by a node's bridge, and only loopback and the bridges
+    # reach the API server.
+    from devcluster.common.routes import GUARD_TABLE
+
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
+    guard = subprocess.run(["nft", "list", "table", "inet", GUARD_TABLE], check=True, capture_output=True, text=True)
+    api_port = urllib.parse.urlsplit(
+        yaml.safe_load(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    ).port
+    assert 'oifname != "rmcni*"' in guard.stdout and f"tcp dport {api_port} " in guard.stdout, guard.stdout

@@ -1,40 +1,68 @@
-"""A model server on the real node: the kubelet runs our `recmodel-server` image, built by
+"""Model servers on the real nodes: the kubelet runs our `recmodel-server` image, built by
 `make images` and pulled from the local registry, as a container under containerd and runc.
 Everything checked here is what only a real node does: the image's own files, its non-root
 user, a read-only root, the memory limit in the container's cgroup, the kubelet's readiness
-probe, `kubectl logs` and `kubectl exec` through the API server, and a graceful stop."""
+probe, `kubectl logs` and `kubectl exec` through the API server, a graceful stop; a GPU
+RecModel admitted by the kubelet on the GPU node with a device from its device plugin; and
+KServe's real storage-initializer downloading a model over https before the predictor serves it."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
+import shutil
+import ssl
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from devcluster.common import pki
 from devcluster.common.podnet import real_node_cidr
+from devcluster.common.ports import free_ports
+from devcluster.common.processes import Layout
 from devcluster.harness.fixtures import Tools
-from devcluster.harness.testing import apply, namespace_report, ready_pods, wait_for
+from devcluster.harness.testing import (
+    OperatorProcess,
+    apply,
+    get_json,
+    model_claim,
+    namespace_report,
+    pod_url,
+    ready_pods,
+    small_standalone,
+    wait_for,
+    wait_phase,
+)
 from devcluster.images import build as images
-from devcluster.nodes.specs import REAL_NODES, REAL_PLACEMENT
+from devcluster.nodes.specs import GPU_RESOURCE, REAL_NODES, REAL_PLACEMENT
 from recmodel_handlers.tools.samples import make_request
 from recmodel_operator.render import pod as rendered
 
 pytestmark = pytest.mark.slow  # the first run builds the image (docs/development.md)
 
 NODE = REAL_NODES[0]
+(GPU_NODE,) = [spec for spec in REAL_NODES if spec.gpus]
 NODE_IP = str(real_node_cidr(NODE.index).network_address + 1)  # the node's bridge: pods reach it
 MEMORY_LIMIT = 2 * 1024**3
+PULL_TIMEOUT = 600  # a cold node pulls the image (gigabytes: torch with CUDA) first
 
 
 @pytest.fixture(scope="module")
-def server_image() -> str:
-    """The image as `make images` builds and pushes it (cached by content)."""
-    (built,) = images.build_all(["recmodel-server"])
-    return built.reference
+def built_images() -> dict[str, str]:
+    """The images as `make images` builds and pushes them (cached by content), by name."""
+    return {b.spec.name: b.reference for b in images.build_all(["recmodel-server", "storage-initializer"])}
+
+
+@pytest.fixture(scope="module")
+def server_image(built_images: dict[str, str]) -> str:
+    return built_images["recmodel-server"]
 
 
 def _server_pod(image: str, model_dir: Path) -> dict[str, Any]:
@@ -118,7 +146,7 @@ def test_a_pod_of_our_image_runs_on_the_real_node_as_a_real_container(
     apply(tools, namespace, _server_pod(server_image, model_dir))
     (pod,) = wait_for(
         lambda: ready_pods(tools, namespace, "app=ranker"),
-        timeout=600,  # a cold node pulls the image (gigabytes: torch with CUDA) first
+        timeout=PULL_TIMEOUT,
         what="the ranker's pod Ready on the real node",
         explain=lambda: namespace_report(tools, namespace),
     )
@@ -151,6 +179,40 @@ def test_a_pod_of_our_image_runs_on_the_real_node_as_a_real_container(
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["predictions"][0]["items"]) > 0
 
+    # A Service from inside a pod, by its ClusterIP and by its name: kube-proxy (nftables) sends
+    # it to the endpoint, here the pod itself (hairpin); CoreDNS behind kube-dns names it (not
+    # after the pod: a pod's own name is in its /etc/hosts).
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "ranking"},
+        "spec": {"selector": {"app": "ranker"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    apply(tools, namespace, service)
+    cluster_ip = get_json(tools, "service", "ranking", "-n", namespace)["spec"]["clusterIP"]
+    for where in (cluster_ip, "ranking", f"ranking.{namespace}.svc.cluster.local"):
+        probe = f"import urllib.request as u; print(u.urlopen('http://{where}/v2/health/ready', timeout=5).status)"
+        run = functools.partial(_exec, tools, namespace, name, "python3", "-c", probe)
+        wait_for(
+            lambda: run().stdout.strip() == "200",  # noqa: B023 - waited for within the iteration
+            timeout=60,
+            what=f"the Service as http://{where} from inside the pod",
+            explain=lambda: run().stderr[-2000:],  # noqa: B023
+        )
+    resolved = _exec(tools, namespace, name, "getent", "hosts", f"ranking.{namespace}.svc.cluster.local").stdout
+    assert resolved.split()[:1] == [cluster_ip], resolved
+
+    # The API server as a pod finds it (in-cluster config): kubernetes.default.svc by name, its
+    # certificate checked against the service account's ca.crt, the pod's own token.
+    api = (
+        "import ssl, urllib.request as u; d = '/var/run/secrets/kubernetes.io/serviceaccount/'; "
+        "c = ssl.create_default_context(cafile=d + 'ca.crt'); "
+        "r = u.Request('https://kubernetes.default.svc/version', headers={'Authorization': 'Bearer ' + open(d + 'token').read()}); "
+        "print(u.urlopen(r, context=c, timeout=5).status)"
+    )
+    reached = _exec(tools, namespace, name, "python3", "-c", api)
+    assert reached.stdout.strip() == "200", reached.stderr[-2000:]
+
     # Deleting the pod drains it: SIGTERM, the server finishes and exits on its own (0, not 137).
     seen: list[dict[str, Any]] = []
     watcher = threading.Thread(target=_watch_termination, args=(tools, namespace, name, seen), daemon=True)
@@ -159,3 +221,114 @@ def test_a_pod_of_our_image_runs_on_the_real_node_as_a_real_container(
     watcher.join(timeout=120)
     assert seen, f"no terminated state was reported for {name}"
     assert seen[0]["exitCode"] == 0, seen[0]
+
+
+def _on_real_nodes(obj: dict[str, Any], image: str, storage_uri: str) -> dict[str, Any]:
+    """A RecModel of our built image placed on the real nodes, serving `storage_uri`."""
+    obj["spec"]["image"] = image
+    obj["spec"]["model"] = {"storageUri": storage_uri}
+    obj["spec"]["placement"] = REAL_PLACEMENT
+    obj["spec"]["resources"] = {"cpu": "500m", "memory": "2Gi"}
+    return obj
+
+
+def test_a_gpu_recmodel_runs_on_the_gpu_node_with_a_device_from_its_plugin(
+    operator: OperatorProcess, server_image: str, namespace: str, trained_model: Path
+) -> None:
+    """The GPU node's `nvidia.com/gpu` capacity comes from our device plugin through the
+    kubelet's device-plugin API; a one-GPU RecModel is scheduled there past its GPU taint, the
+    kubelet allocates it one of the plugin's devices and passes it in the container's
+    environment, as NVIDIA's plugin does (the model runs on the CPU: there is no GPU here)."""
+    tools = operator.tools
+    node = get_json(tools, "node", GPU_NODE.name)
+    assert node["status"]["allocatable"][GPU_RESOURCE] == str(GPU_NODE.gpus), node["status"]
+    assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == GPU_NODE.gpu_product
+    with model_claim(tools, namespace, trained_model.resolve()) as claim:
+        obj = _on_real_nodes(small_standalone("ranker"), server_image, f"pvc://{claim}")
+        obj["spec"]["resources"]["gpu"] = {"count": 1, "product": GPU_NODE.gpu_product}
+        apply(tools, namespace, obj)
+        (pod,) = wait_for(
+            lambda: ready_pods(tools, namespace, "app.kubernetes.io/instance=ranker"),
+            timeout=PULL_TIMEOUT,
+            what="the GPU RecModel's pod Ready",
+            explain=lambda: namespace_report(tools, namespace),
+        )
+        assert pod["spec"]["nodeName"] == GPU_NODE.name
+        name, container = pod["metadata"]["name"], pod["spec"]["containers"][0]["name"]
+        visible = tools.kubectl_run(
+            "exec", "-n", namespace, name, "-c", container, "--", "printenv", "NVIDIA_VISIBLE_DEVICES"
+        ).stdout.strip()
+        assert visible.startswith(f"GPU-fake-{GPU_NODE.gpu_product}-") and "," not in visible, visible
+        answer = httpx.post(
+            f"{pod_url(pod)}/v1/models/ranker:predict", json={"instances": [make_request(50)]}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        wait_phase(tools, namespace, "ranker", "Ready", timeout=60)
+
+
+@contextmanager
+def serving_over_https(folder: Path, cert: Path, key: Path, address: str) -> Iterator[str]:
+    """`folder`'s files over https at `address` (the real node's bridge, which its pods reach),
+    with a certificate from the cluster's CA; yields the base URL."""
+    (port,) = free_ports(1)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer((address, port), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://{address}:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_kserve_storage_initializer_downloads_the_model_over_https_on_the_real_node(
+    operator: OperatorProcess,
+    built_images: dict[str, str],
+    namespace: str,
+    trained_model: Path,
+    tmp_path: Path,
+) -> None:
+    """backend kserve with an https:// storage URI: KServe's webhook injects its storage
+    initializer (our build of it, from the local registry), which downloads and unpacks the
+    zipped package from a server on this machine, trusting the cluster's CA through KServe's
+    caBundleConfigMapName; then the predictor container serves it, through KServe's Ingress."""
+    tools = operator.tools
+    shutil.make_archive(str(tmp_path / "site" / "ranker"), "zip", root_dir=trained_model)
+    cluster_pki = Layout(tools.kubeconfig.parent).pki  # the cluster's CA, which KServe's bundle holds
+    cert, key = pki.issue_server(cluster_pki, "models", NODE_IP, tmp_path / "models")
+    with serving_over_https(tmp_path / "site", cert, key, NODE_IP) as site:
+        obj = _on_real_nodes(small_standalone("ranker"), built_images["recmodel-server"], f"{site}/ranker.zip")
+        obj["spec"]["backend"] = "kserve"
+        apply(tools, namespace, obj)
+        (pod,) = wait_for(
+            lambda: ready_pods(tools, namespace, "serving.kserve.io/inferenceservice=ranker"),
+            timeout=PULL_TIMEOUT,
+            what="the predictor's pod Ready on the real node",
+            explain=lambda: namespace_report(tools, namespace),
+        )
+    assert pod["spec"]["nodeName"] in {spec.name for spec in REAL_NODES if not spec.gpus}
+    (init,) = [c for c in pod["spec"]["initContainers"] if c["name"] == "storage-initializer"]
+    assert init["image"] == built_images["storage-initializer"], init["image"]
+    (done,) = [s for s in pod["status"]["initContainerStatuses"] if s["name"] == "storage-initializer"]
+    assert done["state"]["terminated"]["exitCode"] == 0, done
+    logs = tools.kubectl_run("logs", "-n", namespace, pod["metadata"]["name"], "-c", "storage-initializer").stdout
+    assert "Trusting the CA bundle" in logs and "ranker.zip" in logs, logs[-3000:]
+
+    ingress = wait_for(
+        lambda: next(iter(get_json(tools, "ingress", "-n", namespace)["items"]), None),
+        timeout=120,
+        what="KServe's Ingress (written once its predictor is ready)",
+    )
+    assert tools.ingress_url is not None
+    answer = httpx.post(
+        f"{tools.ingress_url}/v1/models/ranker:predict",
+        json={"instances": [make_request(50)]},
+        headers={"host": ingress["spec"]["rules"][0]["host"]},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["predictions"][0]["items"]) > 0

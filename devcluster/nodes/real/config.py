@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from devcluster.common.podnet import REAL_POD_NETWORK, SERVICE_NETWORK
+from devcluster.common.routes import BRIDGE_PREFIX
 
 CLUSTER_DOMAIN = "cluster.local"
 DNS_SERVICE_IP = str(SERVICE_NETWORK.network_address + 10)  # 10.96.0.10, as kubeadm sets it
@@ -34,7 +35,7 @@ class RealNode:
 
     @property
     def bridge(self) -> str:
-        return f"rmcni{self.index}"
+        return f"{BRIDGE_PREFIX}{self.index}"
 
     @property
     def node_ip(self) -> str:
@@ -62,12 +63,27 @@ class RealNode:
         return self.root / "kubelet"
 
     @property
+    def kubelet_root(self) -> Path:
+        """The kubelet's --root-dir (pods' volumes are mounted under it)."""
+        return self.kubelet_dir / "root"
+
+    @property
     def pki_dir(self) -> Path:
         return self.root / "pki"
 
     @property
     def kubeconfig(self) -> Path:
         return self.root / "kubelet.kubeconfig"
+
+    @property
+    def device_plugin_dir(self) -> Path:
+        """Seen by this node's kubelet as /var/lib/kubelet/device-plugins (`kubelet_argv`)."""
+        return self.root / "device-plugins"
+
+    @property
+    def pod_logs_dir(self) -> Path:
+        """Its own, not /var/log/pods: a kubelet removes the log folders of pods it does not know."""
+        return self.root / "pod-logs"
 
     @property
     def shim_dir(self) -> Path:
@@ -181,6 +197,7 @@ def kubelet_config(node: RealNode, ca_file: Path) -> dict[str, Any]:
         "clusterDomain": CLUSTER_DOMAIN,
         "clusterDNS": [DNS_SERVICE_IP],
         "resolvConf": str(node.root / "resolv.conf"),
+        "podLogsDir": str(node.pod_logs_dir),
         "failSwapOn": False,
         "staticPodPath": "",
         "serializeImagePulls": False,
@@ -200,18 +217,49 @@ def kubelet_config(node: RealNode, ca_file: Path) -> dict[str, Any]:
     }
 
 
+# The kubelet serves device plugins at this fixed path whatever its --root-dir
+# (pkg/kubelet/cm/devicemanager: pluginapi.KubeletSocket) and clears the folder when it starts.
+KUBELET_DEVICE_PLUGIN_PATH = "/var/lib/kubelet/device-plugins"
+
+
 def kubelet_argv(node: RealNode, labels: dict[str, str], taints: list[str]) -> list[str]:
-    return [
+    """The kubelet in a mount namespace of its own where the node's `device_plugin_dir` is
+    `KUBELET_DEVICE_PLUGIN_PATH`, so two kubelets on one machine never share that folder (its
+    socket, its checkpoint). The bind's parent mount is private, so it stays in that namespace;
+    the volumes the kubelet mounts reach containerd through the root folder `node.prepare`
+    made shared."""
+    kubelet = [
         str(node.bin_dir / "kubelet"),
         f"--config={node.kubelet_dir / 'config.yaml'}",
         f"--kubeconfig={node.kubeconfig}",
-        f"--root-dir={node.kubelet_dir / 'root'}",
+        f"--root-dir={node.kubelet_root}",
         f"--cert-dir={node.pki_dir}",
         f"--hostname-override={node.name}",
         f"--node-ip={node.node_ip}",
         f"--node-labels={','.join(f'{k}={v}' for k, v in sorted(labels.items()))}",
         *([f"--register-with-taints={','.join(taints)}"] if taints else []),
         "--v=1",
+    ]
+    bind = f"mount --bind {node.device_plugin_dir} {KUBELET_DEVICE_PLUGIN_PATH}"
+    return [
+        "unshare",
+        "--mount",
+        "--propagation=unchanged",
+        "--",
+        "sh",
+        "-c",
+        f'{bind} && exec "$@"',
+        "kubelet",
+        *kubelet,
+    ]
+
+
+def device_plugin_argv(node: RealNode, plugin: Path, gpus: int, product: str) -> list[str]:
+    return [
+        str(plugin),
+        f"--device-plugin-dir={node.device_plugin_dir}",
+        f"--count={gpus}",
+        f"--product={product}",
     ]
 
 
@@ -231,3 +279,29 @@ def to_yaml(document: dict[str, Any]) -> str:
 
 def to_json(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2)
+
+
+def kube_proxy_config(node: RealNode, kubeconfig: Path, healthz_port: int, metrics_port: int) -> dict[str, Any]:
+    """kube-proxy in nftables mode, one for the machine (every real node shares its network
+    namespace, so a second one would rewrite the same table): Services' ClusterIPs reach their
+    endpoints from the pods on every bridge. NodePorts only on the node's bridge address, the
+    kernel's conntrack settings left as they are."""
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "nftables",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "hostnameOverride": node.name,
+        "clusterCIDR": str(REAL_POD_NETWORK),
+        "detectLocalMode": "ClusterCIDR",
+        "healthzBindAddress": f"127.0.0.1:{healthz_port}",
+        "metricsBindAddress": f"127.0.0.1:{metrics_port}",
+        "nodePortAddresses": [f"{node.node_ip}/32"],
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+        "nftables": {"syncPeriod": "30s", "minSyncPeriod": "0s"},
+        "logging": {"verbosity": 1},
+    }
+
+
+def kube_proxy_argv(kube_proxy: Path, config_file: Path) -> list[str]:
+    return [str(kube_proxy), f"--config={config_file}"]

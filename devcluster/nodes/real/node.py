@@ -11,6 +11,7 @@ from pathlib import Path
 from devcluster.build import debian
 from devcluster.build.versions import CONTAINERD_VERSION, RUNC_VERSION
 from devcluster.common import pki as pki_module
+from devcluster.common import routes
 from devcluster.common.kubeconfig import write_kubeconfig
 from devcluster.common.pki import Pki
 from devcluster.nodes.real import config
@@ -44,15 +45,38 @@ def _cgroup_folders(node: RealNode) -> list[Path]:
     return [h / node.cgroup_root.lstrip("/") for h in hierarchies]
 
 
+def _is_mount_point(path: Path) -> bool:
+    return str(path) in _mounts_under(path)
+
+
+def _bind_to_itself(path: Path, propagation: str) -> None:
+    """`path` as a mount point of its own with the given propagation (idempotent)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if not _is_mount_point(path):
+        subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    subprocess.run(["mount", f"--make-{propagation}", str(path)], check=True)
+
+
+def _prepare_mounts(node: RealNode) -> None:
+    """What the kubelet's own mount namespace needs (`config.kubelet_argv`): its root folder
+    shared, so the volumes it mounts there are seen by containerd out here; the fixed
+    device-plugin folder private, so the node's bind over it stays in that namespace."""
+    _bind_to_itself(node.kubelet_root, "shared")
+    _bind_to_itself(Path(config.KUBELET_DEVICE_PLUGIN_PATH), "private")
+
+
 def prepare(node: RealNode, pki: Pki, server: str, registry: str, sandbox_image: str) -> None:
     debian.install(DEBIAN_PACKAGES)
     cleanup(node)
-    for folder in (node.root, node.run_dir, node.cni_conf_dir, node.kubelet_dir, node.shim_dir):
+    folders = (node.root, node.run_dir, node.cni_conf_dir, node.kubelet_dir, node.shim_dir, node.device_plugin_dir)
+    for folder in (*folders, node.pod_logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    _prepare_mounts(node)
     shim = node.shim_dir / "containerd-shim-runc-v2"
     shim.unlink(missing_ok=True)
     shim.symlink_to(node.bin_dir / f"containerd-shim-runc-v2-{CONTAINERD_VERSION}")
     _ensure_bridge(node)
+    routes.enable_forwarding()
     for folder in _cgroup_folders(node):
         folder.mkdir(exist_ok=True)
         if folder.parent.name == "cpuset":  # a v1 cpuset takes no task until it has cpus and mems

@@ -12,6 +12,14 @@ from devcluster.common.podnet import REAL_POD_NETWORK, dial_address, real_node_c
 from devcluster.common.routes import RANGES
 from devcluster.nodes.real import config
 from devcluster.nodes.real.config import RealNode
+from devcluster.nodes.specs import (
+    GPU_PRESENT_LABEL,
+    REAL_NODE_LABEL,
+    REAL_NODE_TAINT,
+    REAL_NODES,
+    real_node_labels,
+    real_node_taints,
+)
 
 NODE = RealNode(
     name="real-node-1", index=1, root=Path("/c/nodes/real-node-1"), bin_dir=Path("/bin"), pod_cidr=real_node_cidr(1)
@@ -77,3 +85,52 @@ def test_requests_go_to_a_real_pod_itself_and_to_a_process_pods_twin() -> None:
     assert dial_address("10.244.0.9") is None  # KWOK's: nothing listens
     assert dial_address("not-an-ip") is None
     assert REAL_POD_NETWORK in RANGES
+
+
+def test_each_kubelet_has_its_own_device_plugin_folder_and_pod_logs() -> None:
+    """The kubelet serves device plugins at a fixed path whatever its root; each node's kubelet
+    sees its own folder there (a bind in its own mount namespace), and keeps its own pod logs,
+    so two kubelets on one machine never clear each other's sockets or logs."""
+    argv = config.kubelet_argv(NODE, labels={"a": "b"}, taints=[])
+    assert argv[:3] == ["unshare", "--mount", "--propagation=unchanged"]
+    script = argv[argv.index("-c") + 1]
+    assert f"mount --bind {NODE.device_plugin_dir} {config.KUBELET_DEVICE_PLUGIN_PATH}" in script
+    kubelet = argv[argv.index("-c") + 3 :]  # after the script and $0
+    assert kubelet[0] == str(NODE.bin_dir / "kubelet") and f"--root-dir={NODE.kubelet_root}" in kubelet
+    assert config.kubelet_config(NODE, Path("/ca.crt"))["podLogsDir"] == str(NODE.pod_logs_dir)
+    other = RealNode("real-gpu-1", 2, Path("/c/nodes/real-gpu-1"), Path("/bin"), real_node_cidr(2))
+    assert other.device_plugin_dir != NODE.device_plugin_dir and other.pod_logs_dir != NODE.pod_logs_dir
+
+
+def test_a_gpu_node_registers_nvidias_labels_and_the_gpu_taint() -> None:
+    cpu, gpu = REAL_NODES
+    assert real_node_labels(cpu) == {REAL_NODE_LABEL: "true"} and real_node_taints(cpu) == [REAL_NODE_TAINT]
+    labels = real_node_labels(gpu)
+    assert labels[GPU_PRESENT_LABEL] == "true" and labels["nvidia.com/gpu.count"] == str(gpu.gpus)
+    assert real_node_taints(gpu) == [REAL_NODE_TAINT, "nvidia.com/gpu=present:NoSchedule"]
+    plugin = config.device_plugin_argv(NODE, Path("/bin/fakegpu"), 2, "NVIDIA-L4")
+    assert f"--device-plugin-dir={NODE.device_plugin_dir}" in plugin and "--count=2" in plugin
+
+
+def test_services_and_dns_stay_on_this_machine() -> None:
+    """kube-proxy in nftables mode with NodePorts on the bridge only; CoreDNS bound to the
+    node's bridge, with no forwarder (no resolver off this machine), behind kube-dns; and the
+    guard lets forwarded packets leave by the nodes' bridges only, and lets only loopback and the
+    bridges reach the API server (which listens on every address for the pods' sake)."""
+    from devcluster.addons import coredns
+    from devcluster.common.routes import guard
+
+    proxy = config.kube_proxy_config(NODE, Path("/kp/kubeconfig"), 1, 2)
+    assert proxy["mode"] == "nftables" and proxy["nodePortAddresses"] == [f"{NODE.node_ip}/32"]
+    assert proxy["clusterCIDR"] == str(REAL_POD_NETWORK) and proxy["healthzBindAddress"] == "127.0.0.1:1"
+    corefile = coredns.corefile(NODE.node_ip, Path("/dns/kubeconfig"), 3, 4)
+    assert f"bind {NODE.node_ip}" in corefile and "forward" not in corefile and "kubernetes cluster.local" in corefile
+    service, endpoints = coredns.objects(config.DNS_SERVICE_IP, NODE.node_ip)[-2:]
+    assert service["spec"]["clusterIP"] == config.DNS_SERVICE_IP and "selector" not in service["spec"]
+    assert endpoints["endpoints"][0]["addresses"] == [NODE.node_ip]
+    assert (
+        endpoints["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] != "endpointslice-controller.k8s.io"
+    )
+    script = guard(api_server_port=6443)
+    assert 'oifname != "rmcni*" counter drop' in script  # forwarded: out by a bridge only
+    assert 'tcp dport 6443 iifname != "lo" iifname != "rmcni*" counter drop' in script  # the API server
