@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from devcluster.build.versions import PROMETHEUS_VERSION, bin_dir
-from devcluster.common.podnet import prometheus_twin_relabel
+from devcluster.common.podnet import prometheus_real_relabel, prometheus_twin_relabel
 from devcluster.common.ports import free_ports
 from devcluster.common.stopping import stop_process
 
@@ -40,13 +40,15 @@ class Target:
 
 
 def pod_discovery(kubeconfig: Path) -> dict[str, Any]:
-    """Pods of the process nodes, found through the API server as in-cluster Prometheus finds
-    them: those annotated `prometheus.io/scrape: "true"` (the operator annotates model-server
-    pods), scraped at the loopback twin of their pod IP (`devcluster.common.podnet`) on the annotated
-    port and path, labelled with their namespace and pod as the operator's PromQL selects."""
-    twin, replacement = prometheus_twin_relabel()
+    """Prometheus finds the model-server pods through the API server, as in a cluster, and scrapes
+    those annotated `prometheus.io/scrape: "true"` (the operator annotates model-server pods) on
+    the annotated port and path, labelled with their namespace and pod as the operator's PromQL
+    selects: a real node's pod at its pod IP, a process node's at the loopback twin of its pod
+    IP (`devcluster.common.podnet`). KWOK's pods (nothing listens) are left out."""
+    twin, twin_address = prometheus_twin_relabel()
+    real, real_address = prometheus_real_relabel()
     return {
-        "job_name": "process-node-pods",
+        "job_name": "pods",
         "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": str(kubeconfig)}],
         "relabel_configs": [
             {
@@ -56,15 +58,21 @@ def pod_discovery(kubeconfig: Path) -> dict[str, Any]:
             },
             {
                 "source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
-                "regex": twin,
+                "regex": f"{twin}|{real}",
                 "action": "keep",
             },
-            {
-                "source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
-                "regex": twin,
-                "replacement": replacement,
-                "target_label": "__address__",
-            },
+            *(
+                {
+                    "source_labels": [
+                        "__meta_kubernetes_pod_ip",
+                        "__meta_kubernetes_pod_annotation_prometheus_io_port",
+                    ],
+                    "regex": regex,
+                    "replacement": address,
+                    "target_label": "__address__",
+                }
+                for regex, address in ((twin, twin_address), (real, real_address))
+            ),
             {
                 "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
                 "regex": "(.+)",

@@ -71,6 +71,13 @@ def prometheus_twin_relabel() -> tuple[str, str]:
     return rf"{first}\.{second}\.(\d+)\.(\d+);(\d+)", f"127.{second}.$1.$2:$3"
 
 
+def prometheus_real_relabel() -> tuple[str, str]:
+    """A real node's pod as a Prometheus relabelling over `<pod IP>;<port>`: its regex (matching
+    only the real nodes' pod network) and the replacement `<pod IP>:<port>`."""
+    first, second = str(REAL_POD_NETWORK.network_address).split(".")[:2]
+    return rf"({first}\.{second}\.\d+\.\d+);(\d+)", "$1:$2"
+
+
 class Allocator:
     """Pod IPs of one node: .1 is the node's own address, pods get .2 to .254, freed ones reused."""
 

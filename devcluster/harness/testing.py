@@ -28,7 +28,7 @@ from devcluster.build.versions import KUBERNETES_VERSION, REPO_ROOT
 from devcluster.common.podnet import dial_address
 from devcluster.common.ports import free_ports
 from devcluster.harness.fixtures import Tools
-from devcluster.nodes.specs import PROCESS_PLACEMENT
+from devcluster.nodes.specs import PROCESS_PLACEMENT, REAL_PLACEMENT
 
 # The toleration the NVIDIA GPU operator's taint needs, written out here rather than taken from
 # the renderer, so the tests check what the operator renders against what the cluster expects.
@@ -181,6 +181,19 @@ def on_process_nodes(obj: dict[str, Any], storage_uri: str, host: str) -> dict[s
     placed["spec"]["model"] = {**placed["spec"].get("model", {}), "storageUri": storage_uri}
     placed["spec"]["placement"] = PROCESS_PLACEMENT
     placed["spec"]["ingress"] = {"enabled": True, "host": host}
+    return placed
+
+
+def on_real_nodes(obj: dict[str, Any], image: str, storage_uri: str, host: str | None = None) -> dict[str, Any]:
+    """A copy of the RecModel `obj` whose pods the real nodes' kubelets run from `image` (the
+    built server image in the local registry), serving `storage_uri` (a `model_claim`, or any
+    URI the image fetches), behind an Ingress for `host` if one is given."""
+    placed = copy.deepcopy(obj)
+    placed["spec"]["image"] = image
+    placed["spec"]["model"] = {**placed["spec"].get("model", {}), "storageUri": storage_uri}
+    placed["spec"]["placement"] = REAL_PLACEMENT
+    if host:
+        placed["spec"]["ingress"] = {"enabled": True, "host": host}
     return placed
 
 

@@ -13,6 +13,7 @@ from devcluster.harness.testing import (
     operator_identity,
     running_operator,
 )
+from devcluster.images import build as images
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +48,15 @@ def operator(
     with running_operator(crds, log, operator_kubeconfig) as process:
         yield process
     print(log.read_text()[-5000:])
+
+
+@pytest.fixture(scope="session")
+def built_images() -> dict[str, str]:
+    """The server and storage-initializer images as `make images` builds and pushes them to the
+    local registry (cached by content; the first run builds them), by name."""
+    return {b.spec.name: b.reference for b in images.build_all(["recmodel-server", "storage-initializer"])}
+
+
+@pytest.fixture(scope="session")
+def server_image(built_images: dict[str, str]) -> str:
+    return built_images["recmodel-server"]

@@ -34,13 +34,13 @@ from devcluster.harness.testing import (
     get_json,
     model_claim,
     namespace_report,
+    on_real_nodes,
     pod_url,
     ready_pods,
     small_standalone,
     wait_for,
     wait_phase,
 )
-from devcluster.images import build as images
 from devcluster.nodes.specs import GPU_RESOURCE, REAL_NODES, REAL_PLACEMENT
 from recmodel_handlers.tools.samples import make_request
 from recmodel_operator.render import pod as rendered
@@ -52,17 +52,6 @@ NODE = REAL_NODES[0]
 NODE_IP = str(real_node_cidr(NODE.index).network_address + 1)  # the node's bridge: pods reach it
 MEMORY_LIMIT = 2 * 1024**3
 PULL_TIMEOUT = 600  # a cold node pulls the image (gigabytes: torch with CUDA) first
-
-
-@pytest.fixture(scope="module")
-def built_images() -> dict[str, str]:
-    """The images as `make images` builds and pushes them (cached by content), by name."""
-    return {b.spec.name: b.reference for b in images.build_all(["recmodel-server", "storage-initializer"])}
-
-
-@pytest.fixture(scope="module")
-def server_image(built_images: dict[str, str]) -> str:
-    return built_images["recmodel-server"]
 
 
 def _server_pod(image: str, model_dir: Path) -> dict[str, Any]:
@@ -223,15 +212,6 @@ def test_a_pod_of_our_image_runs_on_the_real_node_as_a_real_container(
     assert seen[0]["exitCode"] == 0, seen[0]
 
 
-def _on_real_nodes(obj: dict[str, Any], image: str, storage_uri: str) -> dict[str, Any]:
-    """A RecModel of our built image placed on the real nodes, serving `storage_uri`."""
-    obj["spec"]["image"] = image
-    obj["spec"]["model"] = {"storageUri": storage_uri}
-    obj["spec"]["placement"] = REAL_PLACEMENT
-    obj["spec"]["resources"] = {"cpu": "500m", "memory": "2Gi"}
-    return obj
-
-
 def test_a_gpu_recmodel_runs_on_the_gpu_node_with_a_device_from_its_plugin(
     operator: OperatorProcess, server_image: str, namespace: str, trained_model: Path
 ) -> None:
@@ -244,7 +224,8 @@ def test_a_gpu_recmodel_runs_on_the_gpu_node_with_a_device_from_its_plugin(
     assert node["status"]["allocatable"][GPU_RESOURCE] == str(GPU_NODE.gpus), node["status"]
     assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == GPU_NODE.gpu_product
     with model_claim(tools, namespace, trained_model.resolve()) as claim:
-        obj = _on_real_nodes(small_standalone("ranker"), server_image, f"pvc://{claim}")
+        obj = on_real_nodes(small_standalone("ranker"), server_image, f"pvc://{claim}")
+        obj["spec"]["resources"] = {"cpu": "500m", "memory": "2Gi"}
         obj["spec"]["resources"]["gpu"] = {"count": 1, "product": GPU_NODE.gpu_product}
         apply(tools, namespace, obj)
         (pod,) = wait_for(
@@ -301,7 +282,8 @@ def test_kserve_storage_initializer_downloads_the_model_over_https_on_the_real_n
     cluster_pki = Layout(tools.kubeconfig.parent).pki  # the cluster's CA, which KServe's bundle holds
     cert, key = pki.issue_server(cluster_pki, "models", NODE_IP, tmp_path / "models")
     with serving_over_https(tmp_path / "site", cert, key, NODE_IP) as site:
-        obj = _on_real_nodes(small_standalone("ranker"), built_images["recmodel-server"], f"{site}/ranker.zip")
+        obj = on_real_nodes(small_standalone("ranker"), built_images["recmodel-server"], f"{site}/ranker.zip")
+        obj["spec"]["resources"] = {"cpu": "500m", "memory": "2Gi"}
         obj["spec"]["backend"] = "kserve"
         apply(tools, namespace, obj)
         (pod,) = wait_for(

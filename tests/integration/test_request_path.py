@@ -1,10 +1,12 @@
-"""The request path for real: RecModels placed on the process nodes, whose pods the node agent
-runs as model-server processes, reached through the ingress controller (nginx driven by the
-Ingresses, Services and EndpointSlices in the API). Nothing here starts a server or routes a
-request itself: the test applies RecModels and sends requests to the ingress's address."""
+"""The request path for real: RecModels placed on the real nodes, whose pods the kubelet runs as
+containers of the built `recmodel-server` image, reached through the ingress controller (nginx
+driven by the Ingresses, Services and EndpointSlices in the API). Nothing here starts a server
+or routes a request itself: the test applies RecModels and sends requests to the ingress's
+address. (KServe's route and GPU placement on real nodes: test_real_node.py.)"""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections import Counter
@@ -15,6 +17,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from devcluster.addons.prometheus import Prometheus
 from devcluster.harness.fixtures import Tools
@@ -24,9 +27,9 @@ from devcluster.harness.testing import (
     apply,
     get_json,
     in_background,
-    on_process_nodes,
+    model_claim,
+    on_real_nodes,
     pod_url,
-    publish_model,
     ready_pods,
     small_standalone,
     wait_for,
@@ -35,19 +38,29 @@ from devcluster.harness.testing import (
 from recmodel_handlers.tools.samples import make_request
 
 BODY = orjson.dumps({"instances": [make_request(1000)]})
+PULL_TIMEOUT = 600  # a cold node pulls the image (gigabytes: torch with CUDA) first
 
 
 def host(namespace: str) -> str:
     return f"ranker.{namespace}.shop.example"
 
 
-def ranker(uri: str, namespace: str, *, replicas: int = 2, **spec: Any) -> dict[str, Any]:
-    """Two replicas (fixed) of a standalone ranker on the process nodes, at host(namespace)."""
+@pytest.fixture
+def models(operator: OperatorProcess, namespace: str, trained_model: Path, tmp_path: Path) -> Iterator[str]:
+    """Two versions of the package (v1, v2) on a claim the pods mount; yields its name."""
+    for version in ("v1", "v2"):
+        shutil.copytree(trained_model, tmp_path / "models" / version)
+    with model_claim(operator.tools, namespace, tmp_path / "models") as claim:
+        yield claim
+
+
+def ranker(server_image: str, uri: str, namespace: str, *, replicas: int = 2, **spec: Any) -> dict[str, Any]:
+    """Two replicas (fixed) of a standalone ranker on the real nodes, at host(namespace)."""
     obj = small_standalone("ranker")
     obj["spec"].update(spec)
-    obj["spec"]["resources"] = {"cpu": "500m", "memory": "1Gi"}
+    obj["spec"]["resources"] = {"cpu": "500m", "memory": "2Gi"}
     obj["spec"]["autoscaling"] = {"minReplicas": replicas, "maxReplicas": replicas, "metric": "cpu", "target": 70}
-    return on_process_nodes(obj, uri, host(namespace))
+    return on_real_nodes(obj, server_image, uri, host(namespace))
 
 
 def rank_through_ingress(
@@ -63,21 +76,20 @@ def rank_through_ingress(
 
 
 def test_ingress_spreads_requests_over_both_replicas(
-    operator: OperatorProcess, namespace: str, trained_model: Path
+    operator: OperatorProcess, namespace: str, models: str, server_image: str
 ) -> None:
     tools = operator.tools
-    uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
-    apply(tools, namespace, ranker(uri, namespace))
+    apply(tools, namespace, ranker(server_image, f"pvc://{models}/v1", namespace))
     selector = "app.kubernetes.io/instance=ranker"
     pods = wait_for(
         lambda: len(ready := ready_pods(tools, namespace, selector)) == 2 and ready,
-        timeout=120,
+        timeout=PULL_TIMEOUT,
         what="2 pods Ready by their readiness probes",
     )
     wait_phase(tools, namespace, "ranker", "Ready", timeout=60)
     for pod in pods:
         print(f"{pod['metadata']['name']} on {pod['spec']['nodeName']}: pod IP {pod['status']['podIP']}")
-        assert pod["spec"]["nodeName"] == "process-node-1"
+        assert pod["spec"]["nodeName"] == "real-node-1"
     before = {p["metadata"]["name"]: scraped(pod_url(p), "recmodel_requests_total", code="200") for p in pods}
     wait_for(lambda: rank_through_ingress(tools, host(namespace)).status_code == 200, timeout=30, what="the route")
     answers = [rank_through_ingress(tools, host(namespace)) for _ in range(40)]
@@ -100,7 +112,7 @@ def test_ingress_spreads_requests_over_both_replicas(
             <= {
                 t["labels"]["instance"]
                 for t in Prometheus(tools.prometheus_url).healthy_targets()
-                if t["labels"].get("job") == "process-node-pods" and t["labels"].get("namespace") == namespace
+                if t["labels"].get("job") == "pods" and t["labels"].get("namespace") == namespace
             }
         ),
         timeout=30,
@@ -136,29 +148,30 @@ class SteadyLoad:
 
 
 def test_rolling_update_through_the_ingress_loses_nothing(
-    operator: OperatorProcess, namespace: str, trained_model: Path
+    operator: OperatorProcess, namespace: str, models: str, server_image: str
 ) -> None:
-    """A new model version under steady load: the Deployment surges a new pod, the node agent
-    starts it and reports it Ready, the ingress adds it; the old pod leaves the EndpointSlice,
-    gets SIGTERM and drains. No request fails."""
+    """A new model version under steady load: the Deployment surges a new pod, the kubelet
+    starts it and its readiness probe passes, the ingress adds it; the old pod leaves the
+    EndpointSlice, gets SIGTERM and drains. No request fails."""
     tools = operator.tools
-    v1 = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
-    v2 = publish_model(tools, f"s3://models/{namespace}/ranker/v2", trained_model)
+    v1, v2 = f"pvc://{models}/v1", f"pvc://{models}/v2"
     # A queue budget of 50 ms, not the default 5: each new pod's startup takes one of this
     # machine's two cores from the replicas serving, and a request shed meanwhile (503 busy,
     # tests/serving/test_load.py's subject) is not a rollout's loss.
     server = {"maxQueueMs": 50}
-    apply(tools, namespace, ranker(v1, namespace, server=server))
+    apply(tools, namespace, ranker(server_image, v1, namespace, server=server))
     selector = "app.kubernetes.io/instance=ranker"
     first = wait_for(
-        lambda: len(ready := ready_pods(tools, namespace, selector)) == 2 and ready, timeout=120, what="2 pods Ready"
+        lambda: len(ready := ready_pods(tools, namespace, selector)) == 2 and ready,
+        timeout=PULL_TIMEOUT,
+        what="2 pods Ready",
     )
     old = {p["metadata"]["name"] for p in first}
     wait_for(lambda: rank_through_ingress(tools, host(namespace)).status_code == 200, timeout=30, what="the route")
     with SteadyLoad(tools, host(namespace)).running() as load:
         time.sleep(3)
         before = sum(load.codes.values())
-        apply(tools, namespace, ranker(v2, namespace, server=server))
+        apply(tools, namespace, ranker(server_image, v2, namespace, server=server))
 
         def rolled() -> list[dict[str, Any]] | None:
             pods = get_json(tools, "pods", "-n", namespace, "-l", selector)["items"]
@@ -177,60 +190,3 @@ def test_rolling_update_through_the_ingress_loses_nothing(
     assert load.errors == [], load.errors[:10]
     assert during >= 20, "the load ran through the rollout"
     assert all(count > 0 for count in served_by_new.values()), "traffic moved to the new pods"
-
-
-def test_kserve_route_reaches_the_predictor_pods(
-    operator: OperatorProcess, namespace: str, trained_model: Path
-) -> None:
-    """backend kserve: KServe's controller turns our InferenceService into a Deployment (with its
-    storage initializer) and, once the predictor is ready, an Ingress of the cluster's class."""
-    tools = operator.tools
-    uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
-    obj = ranker(uri, namespace, replicas=1)
-    obj["spec"]["backend"] = "kserve"
-    obj["spec"].pop("ingress")
-    apply(tools, namespace, obj)
-    ingress = wait_for(
-        lambda: next(iter(get_json(tools, "ingress", "-n", namespace)["items"]), None),
-        timeout=180,
-        what="KServe's Ingress (written once its predictor is ready)",
-    )
-    route_host = ingress["spec"]["rules"][0]["host"]
-    pods = ready_pods(tools, namespace, "serving.kserve.io/inferenceservice=ranker")
-    print(
-        f"\nKServe's Ingress {ingress['metadata']['name']} (class {ingress['spec'].get('ingressClassName')}): "
-        f"host {route_host}; predictor pods {[(p['metadata']['name'], p['status']['podIP']) for p in pods]}"
-    )
-    assert len(pods) == 1 and pods[0]["spec"]["nodeName"] == "process-node-1"
-    init = [c["name"] for c in pods[0]["spec"].get("initContainers", [])]
-    assert "storage-initializer" in init, init
-    wait_for(
-        lambda: rank_through_ingress(tools, route_host, name="ranker").status_code == 200, timeout=30, what="the route"
-    )
-    answers = [rank_through_ingress(tools, route_host, name="ranker") for _ in range(10)]
-    assert [a.status_code for a in answers] == [200] * 10
-    assert scraped(pod_url(pods[0]), "recmodel_requests_total", code="200") >= 10
-    assert wait_phase(tools, namespace, "ranker", "Ready", timeout=60)
-
-
-def test_gpu_model_lands_on_the_gpu_process_node(
-    operator: OperatorProcess, namespace: str, trained_model: Path
-) -> None:
-    """GPU placement with a pod that runs: the scheduler puts a one-GPU L4 model on the process
-    node that advertises `nvidia.com/gpu` and the L4 label, past its GPU taint (the process runs
-    on this machine's CPU: there is no GPU here)."""
-    tools = operator.tools
-    uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", trained_model)
-    obj = ranker(uri, namespace, replicas=1)
-    obj["spec"]["resources"]["gpu"] = {"count": 1, "product": "NVIDIA-L4"}
-    apply(tools, namespace, obj)
-    (pod,) = wait_for(
-        lambda: ready_pods(tools, namespace, "app.kubernetes.io/instance=ranker"), timeout=120, what="the GPU pod Ready"
-    )
-    assert pod["spec"]["nodeName"] == "process-gpu-1"
-    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    wait_for(
-        lambda: rank_through_ingress(tools, host(namespace)).status_code == 200,
-        timeout=30,
-        what="an answer through the ingress",
-    )

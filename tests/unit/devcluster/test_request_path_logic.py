@@ -276,3 +276,12 @@ def test_prometheus_dials_the_same_twin_as_everyone_else() -> None:
     dialled = re.fullmatch(regex, "10.245.1.7;8080")
     assert dialled is not None and re.fullmatch(regex, "10.0.0.5;8080") is None
     assert dialled.expand(replacement.replace("$", "\\")) == f"{loopback_twin('10.245.1.7')}:8080"
+
+
+def test_prometheus_dials_a_real_nodes_pod_at_its_own_address() -> None:
+    from devcluster.common.podnet import prometheus_real_relabel
+
+    regex, replacement = prometheus_real_relabel()
+    dialled = re.fullmatch(regex, "10.246.2.9;8080")
+    assert dialled is not None and re.fullmatch(regex, "10.245.1.7;8080") is None
+    assert dialled.expand(replacement.replace("$", "\\")) == "10.246.2.9:8080"
