@@ -53,36 +53,47 @@ GUARD_TABLE = "recmodel-devcluster"
 BRIDGE_PREFIX = "rmcni"  # real node n's bridge is rmcni<n>
 
 
-def guard(api_server_port: int) -> str:
-    """nft's script for the guard (pure)."""
+API_SERVERS = "api_servers"  # the guard's set of API server ports: every cluster on the machine adds its own
+
+
+def guard() -> str:
+    """nft's script for the guard (pure); `ensure_guard` adds each API server's port to its set."""
     return (
         f"table inet {GUARD_TABLE} {{\n"
+        f"  set {API_SERVERS} {{ type inet_service; }}\n"
         "  chain forward {\n"
         "    type filter hook forward priority -10; policy accept;\n"
         f'    oifname != "{BRIDGE_PREFIX}*" counter drop\n'
         "  }\n"
         "  chain input {\n"
         "    type filter hook input priority -10; policy accept;\n"
-        f'    tcp dport {api_server_port} iifname != "lo" iifname != "{BRIDGE_PREFIX}*" counter drop\n'
+        f'    tcp dport @{API_SERVERS} iifname != "lo" iifname != "{BRIDGE_PREFIX}*" counter drop\n'
         "  }\n"
         "}\n"
     )
 
 
+def _nft(*args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nft", *args], input=script, text=True, capture_output=True, check=False)
+
+
 def ensure_guard(api_server_port: int) -> None:
-    """Idempotent: the table is replaced whole."""
+    """The guard, and `api_server_port` in its set. Idempotent, and additive: a second cluster
+    on the machine (the tests' bare one) adds its port without dropping the first one's."""
     debian.install(("nftables",))
-    subprocess.run(["nft", "delete", "table", "inet", GUARD_TABLE], check=False, capture_output=True)
-    result = subprocess.run(
-        ["nft", "-f", "-"], input=guard(api_server_port), text=True, capture_output=True, check=False
-    )
+    add = ("add", "element", "inet", GUARD_TABLE, API_SERVERS, f"{{ {api_server_port} }}")
+    if _nft(*add).returncode == 0:
+        return
+    _nft("delete", "table", "inet", GUARD_TABLE)  # absent, or an older shape of it
+    result = _nft("-f", "-", script=guard())
+    if result.returncode == 0:
+        result = _nft(*add)
     if result.returncode != 0:
         raise RuntimeError(f"cannot install the devcluster's nftables guard: {result.stderr.strip()}")
 
 
 def enable_forwarding() -> None:
     """The kernel's IPv4 forwarding, for the real nodes; only behind the guard."""
-    listed = subprocess.run(["nft", "list", "table", "inet", GUARD_TABLE], capture_output=True, check=False)
-    if listed.returncode != 0:
+    if _nft("list", "table", "inet", GUARD_TABLE).returncode != 0:
         raise RuntimeError("refusing to forward without the devcluster's guard (routes.ensure_guard)")
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")

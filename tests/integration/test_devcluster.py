@@ -201,4 +201,11 @@ def test_no_packet_to_the_pod_or_service_ranges_can_leave_the_machine(cluster: T
     api_port = urllib.parse.urlsplit(
         yaml.safe_load(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     ).port
-    assert 'oifname != "rmcni*"' in guard.stdout and f"tcp dport {api_port} " in guard.stdout, guard.stdout
+    assert 'oifname != "rmcni*"' in guard.stdout and "tcp dport @api_servers" in guard.stdout, guard.stdout
+    ports = subprocess.run(
+        ["nft", "-j", "list", "set", "inet", GUARD_TABLE, "api_servers"], check=True, capture_output=True, text=True
+    )
+    elements = [
+        e for item in json.loads(ports.stdout)["nftables"] if "set" in item for e in item["set"].get("elem", [])
+    ]
+    assert api_port in elements, elements

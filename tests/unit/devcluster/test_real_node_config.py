@@ -131,6 +131,6 @@ def test_services_and_dns_stay_on_this_machine() -> None:
     assert (
         endpoints["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] != "endpointslice-controller.k8s.io"
     )
-    script = guard(api_server_port=6443)
+    script = guard()
     assert 'oifname != "rmcni*" counter drop' in script  # forwarded: out by a bridge only
-    assert 'tcp dport 6443 iifname != "lo" iifname != "rmcni*" counter drop' in script  # the API server
+    assert 'tcp dport @api_servers iifname != "lo" iifname != "rmcni*" counter drop' in script  # API servers
