@@ -368,24 +368,28 @@ def _allocatable(layout: Layout, node: str, resource: str) -> str | None:
     return str(value) if value is not None else None
 
 
+def _client_kubeconfig(layout: Layout, folder: Path, user: str, server: str) -> Path:
+    """A client certificate for `user` from the cluster's CA, and a kubeconfig with it in `folder`."""
+    cert, key = pki_module.issue_client(layout.pki, user, None, folder / "client")
+    kubeconfig = folder / "kubeconfig"
+    write_kubeconfig(kubeconfig, server, layout.pki, user=(user, cert, key))
+    return kubeconfig
+
+
 def _prepare_kube_proxy(layout: Layout, node: real_config.RealNode, server: str, ports: Ports) -> None:
     """kube-proxy's identity (`system:kube-proxy`, which Kubernetes' default RBAC binds to
     `system:node-proxier`), its kubeconfig and its configuration."""
     folder = layout.root / "kube-proxy"
-    cert, key = pki_module.issue_client(layout.pki, "system:kube-proxy", None, folder / "client")
-    write_kubeconfig(folder / "kubeconfig", server, layout.pki, user=("system:kube-proxy", cert, key))
-    document = real_config.kube_proxy_config(
-        node, folder / "kubeconfig", ports.kube_proxy_healthz, ports.kube_proxy_metrics
-    )
+    kubeconfig = _client_kubeconfig(layout, folder, "system:kube-proxy", server)
+    document = real_config.kube_proxy_config(node, kubeconfig, ports.kube_proxy_healthz, ports.kube_proxy_metrics)
     (folder / "config.yaml").write_text(real_config.to_yaml(document))
 
 
 def _prepare_coredns(layout: Layout, node: real_config.RealNode, server: str, ports: Ports) -> None:
     """CoreDNS's identity, kubeconfig and Corefile, and the `kube-dns` Service in front of it."""
     folder = layout.root / "coredns"
-    cert, key = pki_module.issue_client(layout.pki, coredns.USER, None, folder / "client")
-    write_kubeconfig(folder / "kubeconfig", server, layout.pki, user=(coredns.USER, cert, key))
-    text = coredns.corefile(node.node_ip, folder / "kubeconfig", ports.coredns_health, ports.coredns_ready)
+    kubeconfig = _client_kubeconfig(layout, folder, coredns.USER, server)
+    text = coredns.corefile(node.node_ip, kubeconfig, ports.coredns_health, ports.coredns_ready)
     (folder / "Corefile").write_text(text)
     _apply(layout, coredns.objects(real_config.DNS_SERVICE_IP, node.node_ip))
 
