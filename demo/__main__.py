@@ -1,15 +1,17 @@
 """`make demo`: from nothing to ranked products through an ingress, on the local control plane.
 
 1. start the control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes,
-   process nodes served by our node agent, an ingress controller driving nginx)
+   real nodes: kubelets with containerd, kube-proxy, CoreDNS; an ingress controller driving
+   nginx), and build the server image into the local registry (`make images`)
 2. KServe runs in the cluster (its controller and webhooks); `helm install` the RecModel chart
 3. run the operator (as a local process, with the chart's ServiceAccount token)
-4. train and package a small model, and put it in the cluster's object store
+4. train and package a small model, and put it on a volume claim the real node mounts
 5. `kubectl apply` three samples (CPU, A100 and KServe rankers; KWOK places them) until Ready
-6. two RecModels on the process nodes (standalone and KServe): their pods are real processes
+6. two RecModels on the real node (standalone and KServe): their pods are containers of the
+   built server image
 7. ranking requests through the ingress controller, answered by those pods
 8. autoscaling on p95 latency: load through the ingress, Prometheus scrapes the pods, KEDA
-   reads it, the HPA adds replicas, the node agent runs them and they take traffic; load stops,
+   reads it, the HPA adds replicas, the kubelet runs them and they take traffic; load stops,
    replicas go back (timeline + PNG)
 9. tear everything down (or keep it: --keep)
 """
@@ -36,15 +38,16 @@ from devcluster.harness.testing import (
     apply,
     get_json,
     install_crds,
-    on_process_nodes,
+    model_claim,
+    on_real_nodes,
     pod_url,
-    publish_model,
     ready_pods,
     running_operator,
     service_account_kubeconfig,
     small_standalone,
     wait_for,
 )
+from devcluster.images import build as images
 from recmodel_handlers.tools.client import predict
 from recmodel_handlers.tools.samples import make_request
 
@@ -80,7 +83,7 @@ def run(keep: bool, plot: Path | None) -> None:
     with ExitStack() as stack:
         step(
             1,
-            "Local control plane (real Kubernetes components as processes, KWOK and process nodes, an ingress controller)",
+            "Local control plane (real Kubernetes components as processes, KWOK and real nodes, an ingress controller)",
         )
         was_running = cluster.is_running()
         info = cluster.up()
@@ -88,6 +91,9 @@ def run(keep: bool, plot: Path | None) -> None:
             stack.callback(cluster.down)
         tools = Tools.of(info)
         kubectl(tools, "get", "nodes", "-L", "type,nvidia.com/gpu.product")
+        built = {b.spec.name: b.reference for b in images.build_all(["recmodel-server", "storage-initializer"])}
+        server_image = built["recmodel-server"]
+        print(f"server image (built from model_handlers/Dockerfile, in the local registry): {server_image}")
 
         step(2, "KServe's controller runs in the cluster; helm install of the RecModel chart (and its runtime)")
         install_crds(tools)
@@ -154,31 +160,31 @@ def run(keep: bool, plot: Path | None) -> None:
         kubectl(tools, "get", "ingress", "-n", NAMESPACE)
         kubectl(tools, "get", "inferenceservices", "-n", NAMESPACE)  # Ready as KServe's controller reports it
 
-        step(6, "Two RecModels on the process nodes: their pods run as model-server processes")
+        step(6, "Two RecModels on the real node: the kubelet runs their pods from the built server image")
+        claim = stack.enter_context(model_claim(tools, NAMESPACE, model_dir))
+        uri = f"pvc://{claim}"
         standalone = small_standalone("home-feed")
         standalone["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 2, "metric": "cpu", "target": 70}
+        standalone["spec"]["resources"] = {"cpu": "250m", "memory": "1Gi"}
         kserve = small_standalone("search-ranker")
         kserve["spec"]["backend"] = "kserve"
         kserve["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 1, "metric": "concurrency", "target": 4}
+        kserve["spec"]["resources"] = {"cpu": "250m", "memory": "1Gi"}
         hosts = {"home-feed": "home-feed.shop.example"}
         for obj in (standalone, kserve):
             name = obj["metadata"]["name"]
-            uri = publish_model(tools, f"s3://models/{name}/v7", model_dir)
-            placed = on_process_nodes(obj, uri, hosts.get(name, ""))
-            if obj["spec"]["backend"] == "kserve":
-                placed["spec"].pop("ingress")  # KServe writes its own Ingress
+            placed = on_real_nodes(obj, server_image, uri, hosts.get(name))  # KServe writes its own Ingress
             print(f"{name}: storageUri {uri}, placement {json.dumps(placed['spec']['placement'])}")
             apply(tools, NAMESPACE, placed)
         for name in ("home-feed", "search-ranker"):
-            wait_for(functools.partial(_is_ready, tools, name), timeout=180, what=f"{name} Ready")
+            wait_for(functools.partial(_is_ready, tools, name), timeout=600, what=f"{name} Ready")  # a cold pull
         ingress = wait_for(
             lambda: get_json(tools, "ingress", "search-ranker", "-n", NAMESPACE), timeout=60, what="KServe's Ingress"
         )
         hosts["search-ranker"] = ingress["spec"]["rules"][0]["host"]
-        kubectl(tools, "get", "pods", "-n", NAMESPACE, "-o", "wide", "--field-selector=spec.nodeName=process-node-1")
+        kubectl(tools, "get", "pods", "-n", NAMESPACE, "-o", "wide", "--field-selector=spec.nodeName=real-node-1")
         kubectl(tools, "get", "endpointslices", "-n", NAMESPACE)
         kubectl(tools, "get", "ingress", "-n", NAMESPACE)
-        print("(a process node's pod listens on the loopback twin of its pod IP: 10.245.1.2 -> 127.245.1.2)")
 
         step(7, f"Ranking requests through the ingress controller at {info.ingress_url} (nginx, routing by Host)")
         assert info.ingress_url is not None
@@ -201,7 +207,7 @@ def run(keep: bool, plot: Path | None) -> None:
                 f"  latency over 20 requests: p50 {latencies[10]:.1f} ms, p95 {latencies[18]:.1f} ms (client side, through the ingress)"
             )
             answered = {
-                f"{p['metadata']['name']} ({p['status']['podIP']} -> {pod_url(p).removeprefix('http://')})": int(
+                f"{p['metadata']['name']} ({p['status']['podIP']})": int(
                     scraped(pod_url(p), "recmodel_requests_total", code="200") - before[p["metadata"]["name"]]
                 )
                 for p in pods
@@ -214,7 +220,7 @@ def run(keep: bool, plot: Path | None) -> None:
         )
         autoscaled_ranker = autoscaled("autoscaled-ranker", "latency", scale_down_window_s=15)
         print("spec.autoscaling: " + json.dumps(autoscaled_ranker["spec"]["autoscaling"]))
-        endpoint = scaled_model(tools, NAMESPACE, autoscaled_ranker, model_dir)
+        endpoint = scaled_model(tools, NAMESPACE, autoscaled_ranker, server_image, uri)
         kubectl(tools, "get", "scaledobject,hpa", "-n", NAMESPACE)
         body = work / "autoscaling-request.json"
         body.write_text(json.dumps({"instances": [make_request(1000)]}))

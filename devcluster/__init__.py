@@ -7,7 +7,8 @@ layers by role (each imports only the ones below it; `make lint` checks it):
                    the add-ons and the nodes, started and stopped together
     addons         the systems RecModel writes objects for: KServe, KEDA, Prometheus, and an
                    ingress controller
-    nodes          the process nodes: their specs and the node agent that runs their pods
+    nodes          the nodes: KWOK's fake ones, and real ones (kubelet, containerd, runc, a
+                   fake-GPU device plugin) that run the pods of the images built here
     common         certificates, kubeconfig, component command lines, ports, the pod network,
                    API access and the informer (the operator's own)
     build          the Go wrapper modules and the versions they pin, built and cached

@@ -25,7 +25,6 @@ def main() -> None:
             print(f"# Prometheus (scrapes what is registered in {found.prometheus_targets}): {found.prometheus_url}")
         if found.ingress_url:
             print(f"# Ingress controller (nginx; send requests with the Ingress's Host): {found.ingress_url}")
-            print(f"# Object store of the process nodes (s3://bucket/key is {found.storage}/bucket/key)")
     elif args.command == "down":
         cluster.down()
     else:

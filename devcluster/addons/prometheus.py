@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from devcluster.build.versions import PROMETHEUS_VERSION, bin_dir
-from devcluster.common.podnet import prometheus_real_relabel, prometheus_twin_relabel
+from devcluster.common.podnet import prometheus_real_relabel
 from devcluster.common.ports import free_ports
 from devcluster.common.stopping import stop_process
 
@@ -43,9 +43,7 @@ def pod_discovery(kubeconfig: Path) -> dict[str, Any]:
     """Prometheus finds the model-server pods through the API server, as in a cluster, and scrapes
     those annotated `prometheus.io/scrape: "true"` (the operator annotates model-server pods) on
     the annotated port and path, labelled with their namespace and pod as the operator's PromQL
-    selects: a real node's pod at its pod IP, a process node's at the loopback twin of its pod
-    IP (`devcluster.common.podnet`). KWOK's pods (nothing listens) are left out."""
-    twin, twin_address = prometheus_twin_relabel()
+    selects, at the pod's IP on its real node. KWOK's pods (nothing listens) are left out."""
     real, real_address = prometheus_real_relabel()
     return {
         "job_name": "pods",
@@ -58,21 +56,15 @@ def pod_discovery(kubeconfig: Path) -> dict[str, Any]:
             },
             {
                 "source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
-                "regex": f"{twin}|{real}",
+                "regex": real,
                 "action": "keep",
             },
-            *(
-                {
-                    "source_labels": [
-                        "__meta_kubernetes_pod_ip",
-                        "__meta_kubernetes_pod_annotation_prometheus_io_port",
-                    ],
-                    "regex": regex,
-                    "replacement": address,
-                    "target_label": "__address__",
-                }
-                for regex, address in ((twin, twin_address), (real, real_address))
-            ),
+            {
+                "source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
+                "regex": real,
+                "replacement": real_address,
+                "target_label": "__address__",
+            },
             {
                 "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
                 "regex": "(.+)",
@@ -88,7 +80,7 @@ def config(
     targets: list[Target] | None = None, targets_dir: Path | None = None, kubeconfig: Path | None = None
 ) -> dict[str, Any]:
     """Static targets, or every `*.json` file under `targets_dir` (Prometheus's file_sd format);
-    with a `kubeconfig`, also the process nodes' pods."""
+    with a `kubeconfig`, also the real nodes' pods."""
     job: dict[str, Any] = {"job_name": "local-processes"}
     if targets_dir is not None:
         job["file_sd_configs"] = [{"files": [str(targets_dir / "*.json")], "refresh_interval": "5s"}]

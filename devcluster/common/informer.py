@@ -1,4 +1,4 @@
-"""API access for the devcluster's own controllers (node agent, ingress controller): one call
+"""API access for the devcluster's own controllers (the ingress controller): one call
 through the client's connection pool (`request`), and the operator's informer over one kind.
 Objects stay plain dicts, as the API server sends them."""
 
@@ -16,7 +16,7 @@ from kubernetes import client, config
 
 from recmodel_operator.cache import Cache, Source, no_owner
 from recmodel_operator.informer import Informer as OperatorInformer
-from recmodel_operator.kinds import INGRESS, POD, SERVICE, ChildKind
+from recmodel_operator.kinds import INGRESS, SERVICE, ChildKind
 from recmodel_operator.kube import Kube
 
 log = logging.getLogger("devcluster.common.informer")
@@ -91,17 +91,12 @@ class Informer:
         api: client.ApiClient,
         kind: ChildKind,
         on_change: Handler,
-        *,
-        field_selector: str = "",
-        label_selector: str = "",
     ) -> None:
         self.on_change = on_change
         self._cache = Cache()
         self._source = Source(
             name=kind.plural,
             kind=kind,
-            label_selector=label_selector,
-            field_selector=field_selector,
             owner=no_owner,
             keep=lambda obj: obj,  # the controllers read whole objects
         )
@@ -140,4 +135,3 @@ class Informer:
 INGRESSES = INGRESS
 SERVICES = SERVICE
 ENDPOINT_SLICES = ChildKind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
-PODS = POD

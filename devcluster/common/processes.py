@@ -73,16 +73,6 @@ class Layout:
         return self.prometheus / "targets"
 
     @property
-    def pods(self) -> Path:
-        """The process nodes' pods: one folder each (volumes, container logs)."""
-        return self.root / "pods"
-
-    @property
-    def storage(self) -> Path:
-        """The cluster's object store: s3://bucket/key and gs://bucket/key resolve to storage/bucket/key."""
-        return self.root / "storage"
-
-    @property
     def ingress(self) -> Path:
         """The ingress controller's nginx: its rendered configuration, logs and temporary files."""
         return self.root / "ingress"
@@ -206,18 +196,6 @@ def kwok(bin_dir: Path, stages_files: list[Path], layout: Layout, ports: Ports) 
         "--cidr=10.244.0.0/16",
         "--node-ip=127.0.0.1",
         f"--server-address=127.0.0.1:{ports.kwok}",
-    ]
-
-
-def node_agent(layout: Layout, python: Path, server_image: str) -> list[str]:
-    return [
-        str(python),
-        "-m",
-        "devcluster.nodes.agent",
-        f"--kubeconfig={layout.kubeconfig}",
-        f"--root={layout.pods}",
-        f"--storage={layout.storage}",
-        f"--server-image={server_image}",
     ]
 
 

@@ -1,7 +1,7 @@
 """Blackhole routes for the cluster's pod and Service ranges, so that no packet addressed to them
 can leave this machine (the default route goes off-machine). Nothing here dials those addresses
-by design (process nodes' pods listen on loopback twins, `podnet`; a real node's pods on its
-bridge, whose own route is more specific), and these routes make sure of it: a client that tried
+except a real node's pods on its bridge, whose own route is more specific, and Services, which
+kube-proxy translates to those pods; these routes make sure of it: a client that tried
 would get "network unreachable" at once. Needs root, as the devcluster's machines
 give; `up` refuses to start without them."""
 
@@ -12,10 +12,10 @@ import subprocess
 from pathlib import Path
 
 from devcluster.build import debian
-from devcluster.common.podnet import KWOK_POD_NETWORK, POD_NETWORK, REAL_POD_NETWORK, SERVICE_NETWORK
+from devcluster.common.podnet import KWOK_POD_NETWORK, REAL_POD_NETWORK, SERVICE_NETWORK
 
 # A real node's own /24 is routed to its bridge (more specific than these): its pods are here.
-RANGES: tuple[ipaddress.IPv4Network, ...] = (POD_NETWORK, REAL_POD_NETWORK, KWOK_POD_NETWORK, SERVICE_NETWORK)
+RANGES: tuple[ipaddress.IPv4Network, ...] = (REAL_POD_NETWORK, KWOK_POD_NETWORK, SERVICE_NETWORK)
 
 
 def blackholed() -> set[ipaddress.IPv4Network]:

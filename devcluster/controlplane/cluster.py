@@ -42,18 +42,15 @@ from devcluster.nodes.specs import (
     GPU_RESOURCE,
     KWOK_RECOVERY_STAGES,
     NODES,
-    PROCESS_NODES,
     REAL_NODES,
     RealNodeSpec,
     real_node_labels,
     real_node_taints,
     render_node,
 )
-from recmodel_operator.render.context import DEFAULT_SERVER_IMAGE
 
 KSERVE_MANAGER = f"kserve-manager-{KSERVE_VERSION}"
 PROMETHEUS = prometheus_module.BINARY
-NODE_AGENT = "node-agent"
 INGRESS = "ingress-nginx"
 CONTAINERD = f"containerd-{CONTAINERD_VERSION}"
 KUBELET = "kubelet"
@@ -69,10 +66,7 @@ REAL_NODE_PROCESSES = tuple(
     for spec in REAL_NODES
     for program in (CONTAINERD, KUBELET, *([FAKE_GPU_PLUGIN] if spec.gpus else []))
 )
-PYTHON_MODULES = {
-    NODE_AGENT: "devcluster.nodes.agent",
-    INGRESS: "devcluster.addons.ingress",
-}  # ours, run by this Python
+PYTHON_MODULES = {INGRESS: "devcluster.addons.ingress"}  # ours, run by this Python
 CORE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KUBE_PROXY = "kube-proxy"  # one for the machine: the real nodes share its network namespace
 ADDONS = (
@@ -80,7 +74,6 @@ ADDONS = (
     keda.OPERATOR,
     keda.ADAPTER,
     PROMETHEUS,
-    NODE_AGENT,
     INGRESS,
     *REAL_NODE_PROCESSES,
     KUBE_PROXY,
@@ -96,8 +89,7 @@ class ClusterInfo:
     bin_dir: Path
     prometheus_url: str | None = None  # the cluster's Prometheus (absent on a bare cluster)
     prometheus_targets: Path | None = None  # where to register processes for it to scrape
-    ingress_url: str | None = None  # the ingress controller (nginx), routing by Host to the process nodes' pods
-    storage: Path | None = None  # the object store the process nodes fetch s3:// and gs:// models from
+    ingress_url: str | None = None  # the ingress controller (nginx), routing by Host to the real nodes' pods
 
 
 def real_nodes(layout: Layout, bin_dir: Path) -> list[real_config.RealNode]:
@@ -201,7 +193,6 @@ def info(layout: Layout | None = None) -> ClusterInfo:
         prometheus_url=str(prometheus_url) if prometheus_url else None,
         prometheus_targets=layout.prometheus_targets if prometheus_url else None,
         ingress_url=str(ingress_url) if ingress_url else None,
-        storage=layout.storage if ingress_url else None,
     )
 
 
@@ -310,11 +301,6 @@ def _prepare_prometheus(layout: Layout) -> None:
     )
 
 
-def _prepare_process_nodes(layout: Layout) -> None:
-    shutil.rmtree(layout.pods, ignore_errors=True)
-    layout.storage.mkdir(parents=True, exist_ok=True)
-
-
 def _prepare_ingress(layout: Layout) -> None:
     shutil.rmtree(layout.ingress, ignore_errors=True)
     _apply(layout, [ingress_routes.ingress_class()])
@@ -398,12 +384,6 @@ def _node_ready(layout: Layout, name: str) -> bool:
     return _kubectl_ok(layout, "wait", "--for=condition=Ready", "--timeout=1s", f"node/{name}")
 
 
-def _process_nodes_ready(layout: Layout) -> bool:
-    return _kubectl_ok(
-        layout, "wait", "--for=condition=Ready", "--timeout=1s", *(f"node/{n.name}" for n in PROCESS_NODES)
-    )
-
-
 def _nodes_ready(layout: Layout) -> bool:
     try:
         nodes = json.loads(_kubectl(layout, "get", "nodes", "-o", "json"))["items"]
@@ -472,7 +452,6 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
             ports.keda_adapter_metrics,
         ),
         PROMETHEUS: prometheus_module.argv(layout.prometheus, ports.prometheus),
-        NODE_AGENT: processes.node_agent(layout, Path(sys.executable), DEFAULT_SERVER_IMAGE.rsplit(":", 1)[0]),
         INGRESS: processes.ingress_controller(layout, Path(sys.executable), nginx_binary(), ports),
         KUBE_PROXY: real_config.kube_proxy_argv(bin_dir / KUBE_PROXY, layout.root / "kube-proxy" / "config.yaml"),
         COREDNS: coredns.argv(bin_dir / COREDNS, layout.root / "coredns" / "Corefile"),
@@ -485,7 +464,6 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         },
         keda.OPERATOR: keda.environment(layout.kubeconfig),
         keda.ADAPTER: keda.environment(layout.kubeconfig),
-        NODE_AGENT: {"PYTHONPATH": str(REPO_ROOT)},
         INGRESS: {"PYTHONPATH": str(REPO_ROOT)},
     }
     prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
@@ -511,7 +489,6 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         keda.OPERATOR: lambda: _http_ok(f"http://127.0.0.1:{ports.keda_probe}/readyz"),
         keda.ADAPTER: lambda: _http_ok(f"https://127.0.0.1:{ports.keda_adapter}/readyz", _insecure_ssl_context()),
         PROMETHEUS: lambda: _http_ok(f"{prometheus_url}/-/ready"),
-        NODE_AGENT: lambda: _process_nodes_ready(layout),
         INGRESS: lambda: _http_ok(f"http://127.0.0.1:{ports.ingress}/healthz"),
         KUBE_PROXY: lambda: _http_ok(f"http://127.0.0.1:{ports.kube_proxy_healthz}/healthz"),
         COREDNS: lambda: _http_ok(f"http://127.0.0.1:{ports.coredns_ready}/ready"),
@@ -520,7 +497,6 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
         KSERVE_MANAGER: lambda: _prepare_kserve(layout),
         keda.OPERATOR: lambda: _prepare_keda(layout),
         PROMETHEUS: lambda: _prepare_prometheus(layout),
-        NODE_AGENT: lambda: _prepare_process_nodes(layout),
         INGRESS: lambda: _prepare_ingress(layout),
         KUBE_PROXY: lambda: _prepare_kube_proxy(layout, nodes[0], server, ports),
         COREDNS: lambda: _prepare_coredns(layout, nodes[0], server, ports),

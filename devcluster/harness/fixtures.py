@@ -21,7 +21,6 @@ class Tools:
     prometheus_url: str | None = None
     prometheus_targets: Path | None = None
     ingress_url: str | None = None  # the ingress controller: send requests here with the Ingress's Host
-    storage: Path | None = None  # the object store the process nodes fetch models from
 
     @classmethod
     def of(cls, info: cluster.ClusterInfo) -> Tools:
@@ -32,7 +31,6 @@ class Tools:
             prometheus_url=info.prometheus_url,
             prometheus_targets=info.prometheus_targets,
             ingress_url=info.ingress_url,
-            storage=info.storage,
         )
 
     def kubectl_run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

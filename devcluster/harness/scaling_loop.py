@@ -1,13 +1,13 @@
 """The autoscaling loop, run for real and recorded: load through the ingress controller on a
-RecModel whose pods run as model-server processes on the process nodes, Prometheus discovering
-and scraping those pods, KEDA reading Prometheus, the HPA (kube-controller-manager) resizing the
-Deployment, the node agent starting the new pods and the ingress sending them traffic; then the
-load stops and the replicas come back down.
+RecModel whose pods the real node's kubelet runs as containers of the built server image,
+Prometheus discovering and scraping those pods, KEDA reading Prometheus, the HPA
+(kube-controller-manager) resizing the Deployment, the kubelet starting the new pods and the
+ingress sending them traffic; then the load stops and the replicas come back down.
 
 What is sampled is what each real part reports: the ScaledObject's own query answered by
 Prometheus, the value the HPA last read through `external.metrics.k8s.io` (written by the
 controller-manager into the HPA's status), the replicas it wants, the Deployment's ready
-replicas (written by the ReplicaSet controller once the node agent reports the pods Ready from
+replicas (written by the ReplicaSet controller once the kubelet reports the pods Ready from
 their readiness probes), and how many pods answered requests lately (their own metrics).
 """
 
@@ -32,8 +32,7 @@ from devcluster.harness.testing import (
     apply,
     condition,
     get_json,
-    on_process_nodes,
-    publish_model,
+    on_real_nodes,
     small_standalone,
     wait_for,
 )
@@ -220,16 +219,22 @@ def load_for(metric: str, endpoint: Endpoint, body: Path, workdir: Path) -> Abst
     return vegeta_load(endpoint, body, workdir, 300, rate=RPS_LOAD_RATE)
 
 
-def scaled_model(tools: Tools, namespace: str, obj: dict[str, Any], model_dir: Path) -> Endpoint:
-    """Publishes the model to the cluster's object store, applies the RecModel on the process
-    nodes behind an Ingress, and waits until KEDA has made its HPA, the minimum replicas are
-    Ready (their readiness probes, run by the node agent) and the ingress answers."""
+# Each replica's share of the real node: four fit in its two cores beside what else runs there.
+REPLICA_RESOURCES = {"cpu": "250m", "memory": "1Gi"}
+PULL_TIMEOUT = 600  # a cold node pulls the image (gigabytes) first
+
+
+def scaled_model(tools: Tools, namespace: str, obj: dict[str, Any], image: str, storage_uri: str) -> Endpoint:
+    """Applies the RecModel on the real nodes (pods of `image` serving `storage_uri`, e.g. a
+    `model_claim`) behind an Ingress, and waits until KEDA has made its HPA, the minimum
+    replicas are Ready (their readiness probes, run by the kubelet) and the ingress answers."""
     name = obj["metadata"]["name"]
     if tools.ingress_url is None:
-        raise RuntimeError("the cluster runs without its add-ons (no process nodes, ingress or Prometheus)")
+        raise RuntimeError("the cluster runs without its add-ons (no real nodes, ingress or Prometheus)")
     host = f"{name}.{namespace}.shop.example"
-    uri = publish_model(tools, f"s3://models/{namespace}/{name}/v1", model_dir)
-    apply(tools, namespace, on_process_nodes(obj, uri, host))
+    placed = on_real_nodes(obj, image, storage_uri, host)
+    placed["spec"]["resources"] = dict(REPLICA_RESOURCES)
+    apply(tools, namespace, placed)
     deployment = f"{name}-predictor"
     scaled = wait_for(
         lambda: (
@@ -244,7 +249,7 @@ def scaled_model(tools: Tools, namespace: str, obj: dict[str, Any], model_dir: P
     minimum = obj["spec"]["autoscaling"]["minReplicas"]
     wait_for(
         lambda: (_get(tools, namespace, "deployment", deployment).get("status") or {}).get("readyReplicas") == minimum,
-        timeout=120,
+        timeout=PULL_TIMEOUT,
         what="the minimum replicas ready",
     )
     endpoint = Endpoint(f"{tools.ingress_url}/v1/models/{name}:predict", host)

@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,10 +26,9 @@ import yaml
 
 from devcluster.addons.prometheus import Target, register_targets
 from devcluster.build.versions import KUBERNETES_VERSION, REPO_ROOT
-from devcluster.common.podnet import dial_address
 from devcluster.common.ports import free_ports
 from devcluster.harness.fixtures import Tools
-from devcluster.nodes.specs import PROCESS_PLACEMENT, REAL_PLACEMENT
+from devcluster.nodes.specs import REAL_PLACEMENT
 
 # The toleration the NVIDIA GPU operator's taint needs, written out here rather than taken from
 # the renderer, so the tests check what the operator renders against what the cluster expects.
@@ -163,27 +163,6 @@ def small_standalone(name: str) -> dict[str, Any]:
     }
 
 
-def publish_model(tools: Tools, uri: str, model_dir: Path) -> str:
-    """Puts a packaged model into the cluster's object store under `uri` (s3://bucket/key), where
-    the process nodes' pods fetch it from; returns the URI."""
-    assert tools.storage is not None, "the cluster runs without its add-ons (no process nodes)"
-    target = tools.storage / uri.split("://", 1)[1]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)
-    target.symlink_to(model_dir.resolve(), target_is_directory=True)
-    return uri
-
-
-def on_process_nodes(obj: dict[str, Any], storage_uri: str, host: str) -> dict[str, Any]:
-    """A copy of the RecModel `obj` whose pods run as processes on the process nodes (its
-    placement), serving `storage_uri` (see `publish_model`) behind an Ingress for `host`."""
-    placed = copy.deepcopy(obj)
-    placed["spec"]["model"] = {**placed["spec"].get("model", {}), "storageUri": storage_uri}
-    placed["spec"]["placement"] = PROCESS_PLACEMENT
-    placed["spec"]["ingress"] = {"enabled": True, "host": host}
-    return placed
-
-
 def on_real_nodes(obj: dict[str, Any], image: str, storage_uri: str, host: str | None = None) -> dict[str, Any]:
     """A copy of the RecModel `obj` whose pods the real nodes' kubelets run from `image` (the
     built server image in the local registry), serving `storage_uri` (a `model_claim`, or any
@@ -208,8 +187,8 @@ def ready_pods(tools: Tools, namespace: str, selector: str) -> list[dict[str, An
 
 
 def pod_url(pod: dict[str, Any], port: int = 8080) -> str:
-    """Where a pod listens: a real node's at its pod IP, a process node's at its loopback twin."""
-    return f"http://{dial_address(pod['status']['podIP'])}:{port}"
+    """Where a real node's pod listens: its pod IP, on the node's bridge on this machine."""
+    return f"http://{pod['status']['podIP']}:{port}"
 
 
 @contextmanager
@@ -501,6 +480,21 @@ def inference_service_ready(tools: Tools, namespace: str, name: str, timeout: fl
             what=f"KServe reports InferenceService {name} Ready",
         )
     )
+
+
+def model_versions(root: Path, versions: dict[str, Path]) -> Path:
+    """A folder holding each package of `versions` under its name (`root/<name>`, hard links
+    where the file system allows), for one `model_claim` that serves them all as
+    `pvc://<claim>/<name>`; returns `root`."""
+    for name, package in versions.items():
+        target = root / name
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            shutil.copytree(package, target, copy_function=os.link)
+        except OSError:  # another file system: copy
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(package, target)
+    return root
 
 
 @contextmanager

@@ -1,1 +1,1 @@
-"""The process nodes: their Node specs and the agent that runs their pods as processes."""
+"""The cluster's nodes: KWOK's fake ones by spec, and real ones (`real`): a kubelet with containerd."""

@@ -1,7 +1,7 @@
 """The cluster's nodes: fake ones KWOK keeps alive (CPU nodes, and GPU nodes labelled and
-tainted the way the NVIDIA GPU operator does it), and process nodes, served by our node agent
-(`devcluster.nodes.agent`), whose pods are real processes. Process nodes are tainted: only pods
-that ask for them (a RecModel's `placement`) land there."""
+tainted the way the NVIDIA GPU operator does it) for scale, and real ones, a kubelet with
+containerd on this machine (`devcluster.nodes.real`), whose pods are real containers. Real
+nodes are tainted: only pods that ask for them (a RecModel's `placement`) land there."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
-PROCESS_NODE_LABEL = "devcluster.recmodel.dev/process-node"
-PROCESS_NODE_TAINT = {"key": PROCESS_NODE_LABEL, "value": "true", "effect": "NoSchedule"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,6 @@ class NodeSpec:
     memory: str
     gpus: int = 0
     gpu_product: str = ""
-    process: bool = False  # served by the node agent, not KWOK
 
 
 NODES: tuple[NodeSpec, ...] = (
@@ -39,26 +36,12 @@ NODES: tuple[NodeSpec, ...] = (
 )
 
 
-# The process nodes' capacity is what the scheduler packs, not this machine's cores: they exist
-# to make the request path real (several replicas, a rollout, a canary), not to be fast.
-PROCESS_NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("process-node-1", cpu="16", memory="32Gi", process=True),
-    NodeSpec("process-gpu-1", cpu="16", memory="32Gi", gpus=1, gpu_product="NVIDIA-L4", process=True),
-)
-
-# What a RecModel's spec.placement says to run on the process nodes.
-PROCESS_PLACEMENT: dict[str, Any] = {
-    "nodeSelector": {PROCESS_NODE_LABEL: "true"},
-    "tolerations": [{"key": PROCESS_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
-}
-
-
 def render_node(spec: NodeSpec) -> dict[str, Any]:
     labels = {
         "kubernetes.io/arch": "amd64",
         "kubernetes.io/os": "linux",
         "kubernetes.io/hostname": spec.name,
-        "type": "process" if spec.process else "kwok",
+        "type": "kwok",
     }
     capacity = {"cpu": spec.cpu, "memory": spec.memory, "pods": "600"}  # the operator benchmark runs 1,000 pods
     taints: list[dict[str, str]] = []
@@ -67,12 +50,7 @@ def render_node(spec: NodeSpec) -> dict[str, Any]:
         labels[GPU_PRESENT_LABEL] = "true"
         capacity[GPU_RESOURCE] = str(spec.gpus)
         taints.append({"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"})
-    annotations = {"node.alpha.kubernetes.io/ttl": "0"}
-    if spec.process:
-        labels[PROCESS_NODE_LABEL] = "true"
-        taints.append(dict(PROCESS_NODE_TAINT))
-    else:
-        annotations[KWOK_ANNOTATION[0]] = KWOK_ANNOTATION[1]
+    annotations = {"node.alpha.kubernetes.io/ttl": "0", KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1]}
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -89,8 +67,8 @@ def render_node(spec: NodeSpec) -> dict[str, Any]:
     }
 
 
-# Real nodes: a kubelet with containerd on this machine (`devcluster.nodes.real`). Tainted like
-# the process nodes: only pods that ask for a real node land there.
+# Real nodes: a kubelet with containerd on this machine (`devcluster.nodes.real`). Tainted: only
+# pods that ask for a real node land there.
 REAL_NODE_LABEL = "devcluster.recmodel.dev/real-node"
 REAL_NODE_TAINT = f"{REAL_NODE_LABEL}=true:NoSchedule"
 
@@ -112,7 +90,7 @@ REAL_NODES: tuple[RealNodeSpec, ...] = (
 def real_node_labels(spec: RealNodeSpec) -> dict[str, str]:
     """What the kubelet registers the node with; a GPU node also gets the labels NVIDIA's GPU
     operator (its feature discovery) sets, with the values a real L4 node carries."""
-    labels = {REAL_NODE_LABEL: "true"}
+    labels = {REAL_NODE_LABEL: "true", "type": "real"}
     if spec.gpus:
         labels |= {
             GPU_PRESENT_LABEL: "true",

@@ -106,7 +106,7 @@ class Source:
     label_selector: str = ""
     owner: Callable[[Obj], str | None] = owner_by_reference
     keep: Callable[[Obj], Obj] = without_bookkeeping
-    field_selector: str = ""  # e.g. spec.nodeName=node-1 (the devcluster's node agent watches its pods so)
+    field_selector: str = ""  # e.g. spec.nodeName=node-1 (a node's own pods)
 
     def changed(self, old: Obj | None, new: Obj | None) -> bool:
         """Does the difference matter to anyone? (resourceVersion alone does not)"""

@@ -1,8 +1,8 @@
 """Progressive delivery on the real request path: the stable and canary Deployments run on the
-process nodes (the node agent runs their pods as model-server processes), the ingress
-controller splits live traffic over the Service's endpoints (a weight is canary replicas), the
-stable pods mirror copies to the canary's Service (reached at its ClusterIP's twin, as
-kube-proxy would), and the cluster's Prometheus discovers and scrapes every pod. The operator
+real node (the kubelet runs their pods as containers of the built server image, both models on
+one claim), the ingress controller splits live traffic over the Service's endpoints (a weight is
+canary replicas), the stable pods mirror copies to the canary's Service by its DNS name (CoreDNS,
+kube-proxy), and the cluster's Prometheus discovers and scrapes every pod. The operator
 promotes a good canary by itself, and rolls back a slow one and one whose rankings disagree,
 with the reason in status and an Event. Nothing here starts a server or picks where a request
 goes: the test applies RecModels and sends requests to the ingress."""
@@ -28,9 +28,10 @@ from devcluster.harness.testing import (
     apply,
     get_json,
     in_background,
-    on_process_nodes,
+    model_claim,
+    model_versions,
+    on_real_nodes,
     pod_url,
-    publish_model,
     ready_pods,
     recmodel,
     small_standalone,
@@ -52,15 +53,26 @@ def host(namespace: str) -> str:
     return f"ranker.{namespace}.shop.example"
 
 
-def _with_canary(tools: Tools, namespace: str, stable_dir: Path, canary_dir: Path, **canary: Any) -> dict[str, Any]:
-    """One stable replica of `stable_dir`'s model on the process nodes with `canary_dir`'s model
-    as its canary, both published to the cluster's object store."""
-    stable_uri = publish_model(tools, f"s3://models/{namespace}/ranker/v1", stable_dir)
-    canary_uri = publish_model(tools, f"s3://models/{namespace}/ranker/v8", canary_dir)
-    obj = on_process_nodes(small_standalone("ranker"), stable_uri, host(namespace))
-    obj["spec"]["resources"] = {"cpu": "500m", "memory": "1Gi"}
+PULL_TIMEOUT = 600  # a cold node pulls the image first
+STABLE, CANARY = "v1", "v8"  # the models' folders on the claim
+
+
+@contextmanager
+def models(tools: Tools, namespace: str, workdir: Path, stable_dir: Path, canary_dir: Path) -> Iterator[str]:
+    """The stable and canary packages on one claim the pods mount; yields its name."""
+    root = model_versions(workdir / "models", {STABLE: stable_dir, CANARY: canary_dir})
+    with model_claim(tools, namespace, root.resolve()) as claim:
+        yield claim
+
+
+def _with_canary(server_image: str, namespace: str, claim: str, **canary: Any) -> dict[str, Any]:
+    """One stable replica of the claim's stable model on the real node, with its canary model
+    as the canary."""
+    obj = on_real_nodes(small_standalone("ranker"), server_image, f"pvc://{claim}/{STABLE}", host(namespace))
+    obj["spec"]["resources"] = {"cpu": "500m", "memory": "2Gi"}
     # The replicas queue rather than shed: these tests judge models, not load shedding.
     obj["spec"]["server"] = {"maxQueue": 64, "maxQueueMs": 200}
+    canary_uri = f"pvc://{claim}/{CANARY}"
     obj["spec"]["canary"] = {"storageUri": canary_uri, "mirrorPercent": 50, "analysis": ANALYSIS, **canary}
     return obj
 
@@ -114,7 +126,7 @@ def _serving(tools: Tools, namespace: str) -> None:
     """Both tracks Ready and the route answering."""
     wait_for(
         lambda: len(ready_pods(tools, namespace, "app.kubernetes.io/instance=ranker")) >= 2,
-        timeout=120,
+        timeout=PULL_TIMEOUT,
         what="the stable and canary pods Ready",
     )
     assert tools.ingress_url is not None
@@ -145,28 +157,29 @@ def _event_reasons(tools: Tools, namespace: str, name: str) -> list[str]:
 
 
 def _deliver(
-    operator: OperatorProcess, namespace: str, stable_dir: Path, canary_dir: Path
+    operator: OperatorProcess, server_image: str, namespace: str, workdir: Path, stable_dir: Path, canary_dir: Path
 ) -> tuple[dict[str, Any], IngressLoad]:
     tools = operator.tools
-    apply(tools, namespace, _with_canary(tools, namespace, stable_dir, canary_dir))
-    _serving(tools, namespace)
-    load = IngressLoad(tools, namespace, "ranker")
-    with load.running():
-        final = _decided(tools, namespace, "ranker", timeout=180)
-        time.sleep(2)  # a promotion rolls the stable Deployment: keep sending through it
+    with models(tools, namespace, workdir, stable_dir, canary_dir) as claim:
+        apply(tools, namespace, _with_canary(server_image, namespace, claim))
+        _serving(tools, namespace)
+        load = IngressLoad(tools, namespace, "ranker")
+        with load.running():
+            final = _decided(tools, namespace, "ranker", timeout=180)
+            time.sleep(2)  # a promotion rolls the stable Deployment: keep sending through it
     print(json.dumps(final["status"]["canary"], indent=1), load.weights_seen, dict(load.answers))
     return final, load
 
 
 def test_a_good_canary_is_promoted_through_every_step(
-    operator: OperatorProcess, namespace: str, trained_model: Path, tmp_path: Path
+    operator: OperatorProcess, server_image: str, namespace: str, trained_model: Path, tmp_path: Path
 ) -> None:
-    final, load = _deliver(operator, namespace, trained_model, trained_model)
+    final, load = _deliver(operator, server_image, namespace, tmp_path, trained_model, trained_model)
     canary = final["status"]["canary"]
     assert canary["decision"] == "Promoted", canary
     assert [w for w in load.weights_seen if w] == [25, 50, 100], load.weights_seen
     # The promotion is the operator's own edit: the canary's model is now the model.
-    assert final["spec"]["model"]["storageUri"] == f"s3://models/{namespace}/ranker/v8"
+    assert final["spec"]["model"]["storageUri"] == final_uri(final, CANARY)
     assert "canary" not in final["spec"]
     assert load.failures() == {}  # through every step and the promotion's rollout
     reasons = _event_reasons(operator.tools, namespace, "ranker")
@@ -175,11 +188,17 @@ def test_a_good_canary_is_promoted_through_every_step(
     assert "CANARY" in columns.splitlines()[0], columns
 
 
+def final_uri(final: dict[str, Any], version: str) -> str:
+    """The storage URI of `version` on the claim the RecModel's models came from."""
+    claim = str(final["spec"]["model"]["storageUri"]).removeprefix("pvc://").split("/", 1)[0]
+    return f"pvc://{claim}/{version}"
+
+
 def _assert_rolled_back(operator: OperatorProcess, namespace: str, final: dict[str, Any], failed: str) -> None:
     canary = final["status"]["canary"]
     assert canary["decision"] == "RolledBack" and canary["weight"] == 0, canary
     assert failed in canary["message"], canary["message"]
-    assert final["spec"]["model"]["storageUri"] == f"s3://models/{namespace}/ranker/v1"  # the stable model stays
+    assert final["spec"]["model"]["storageUri"] == final_uri(final, STABLE)  # the stable model stays
     wait_for(
         lambda: (
             get_json(operator.tools, "deployment", "ranker-predictor-canary", "-n", namespace)["spec"]["replicas"] == 0
@@ -192,37 +211,48 @@ def _assert_rolled_back(operator: OperatorProcess, namespace: str, final: dict[s
 
 
 def test_a_slow_canary_is_rolled_back_on_its_p95(
-    operator: OperatorProcess, namespace: str, trained_model: Path, heavy_model: Path, tmp_path: Path
+    operator: OperatorProcess, server_image: str, namespace: str, trained_model: Path, heavy_model: Path, tmp_path: Path
 ) -> None:
-    final, _ = _deliver(operator, namespace, trained_model, heavy_model)
+    final, _ = _deliver(operator, server_image, namespace, tmp_path, trained_model, heavy_model)
     _assert_rolled_back(operator, namespace, final, "p95Ms")
 
 
 def test_a_canary_whose_ranking_disagrees_is_rolled_back(
-    operator: OperatorProcess, namespace: str, trained_model: Path, noise_model: Path, tmp_path: Path
+    operator: OperatorProcess, server_image: str, namespace: str, trained_model: Path, noise_model: Path, tmp_path: Path
 ) -> None:
-    final, load = _deliver(operator, namespace, trained_model, noise_model)
+    final, load = _deliver(operator, server_image, namespace, tmp_path, trained_model, noise_model)
     _assert_rolled_back(operator, namespace, final, "agreement")
     assert load.answers["ok v8-noise"] > 0, load.answers  # the ingress gave the canary live requests
 
 
+def _shadow_numbers(tools: Tools, namespace: str, load: IngressLoad) -> dict[str, Any]:
+    """status.canary once the shadow's agreement and request count are in, under live load."""
+
+    def measured() -> dict[str, Any] | None:
+        status = ((recmodel(tools, namespace, "ranker") or {}).get("status") or {}).get("canary") or {}
+        values = {m["name"]: m.get("value") for m in status.get("metrics", [])}
+        return status if values.get("agreement") is not None and (values.get("requests") or 0) > 10 else None
+
+    with load.running():
+        result: dict[str, Any] = wait_for(
+            measured, timeout=90, interval=1, what="the shadow canary's numbers in status"
+        )
+    return result
+
+
 def test_a_shadow_canary_gets_copies_only_and_its_numbers_show_in_status(
-    operator: OperatorProcess, namespace: str, trained_model: Path, noise_model: Path
+    operator: OperatorProcess, server_image: str, namespace: str, trained_model: Path, noise_model: Path, tmp_path: Path
 ) -> None:
     tools = operator.tools
-    obj = _with_canary(tools, namespace, trained_model, noise_model, shadow=True, mirrorPercent=100)
-    obj["spec"]["canary"].pop("analysis")
-    apply(tools, namespace, obj)
-    _serving(tools, namespace)
-    load = IngressLoad(tools, namespace, "ranker")
-    with load.running():
-
-        def measured() -> dict[str, Any] | None:
-            status = ((recmodel(tools, namespace, "ranker") or {}).get("status") or {}).get("canary") or {}
-            values = {m["name"]: m.get("value") for m in status.get("metrics", [])}
-            return status if values.get("agreement") is not None and (values.get("requests") or 0) > 10 else None
-
-        status = wait_for(measured, timeout=90, interval=1, what="the shadow canary's numbers in status")
+    with models(tools, namespace, tmp_path, trained_model, noise_model) as claim:
+        obj = _with_canary(server_image, namespace, claim, shadow=True, mirrorPercent=100)
+        obj["spec"]["canary"].pop("analysis")
+        apply(tools, namespace, obj)
+        _serving(tools, namespace)
+        load = IngressLoad(tools, namespace, "ranker")
+        status = _shadow_numbers(tools, namespace, load)
+        (stable,) = ready_pods(tools, namespace, "app.kubernetes.io/instance=ranker,recmodel.dev/track=stable")
+        mirrored = scraped(pod_url(stable), "recmodel_shadow_requests_total")
     print(json.dumps(status, indent=1), dict(load.answers))
     assert (status["decision"], status["weight"]) == ("Shadow", 0), status
     values = {m["name"]: m["value"] for m in status["metrics"]}
@@ -230,5 +260,4 @@ def test_a_shadow_canary_gets_copies_only_and_its_numbers_show_in_status(
     # No live request reached the canary: every answer came from the stable model...
     assert set(load.answers) == {"ok v7"}, load.answers
     # ...while the stable pod mirrored copies to it through the canary's Service.
-    (stable,) = ready_pods(tools, namespace, "app.kubernetes.io/instance=ranker,recmodel.dev/track=stable")
-    assert scraped(pod_url(stable), "recmodel_shadow_requests_total") > 10
+    assert mirrored > 10, mirrored

@@ -1,6 +1,6 @@
 """A replica under load, as real processes: open-loop overload from vegeta (Go, so the load
 generator is not the bottleneck) and a stream of fresh ids. (A rolling update under load, through
-the ingress controller to the process nodes' pods: tests/integration/test_request_path.py.)
+the ingress controller to pods on the real node: tests/integration/test_request_path.py.)
 Numbers are printed (`pytest -s`); the assertions are the behaviour."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The controller loop: informers wake it, it renders nginx.conf (the Ingresses' routes, and the
-process nodes' Services at their ClusterIPs' twins, as kube-proxy would), and when that changed it
-checks the file with `nginx -t` and reloads nginx (SIGHUP: old workers finish their requests).
+"""The controller loop: informers wake it, it renders nginx.conf (the Ingresses' routes to the
+ready endpoints of their Services), and when that changed it checks the file with `nginx -t` and
+reloads nginx (SIGHUP: old workers finish their requests).
 It also writes the Ingresses' status (their address), as every ingress controller does."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from devcluster.addons.ingress.routes import is_ours, nginx_conf, routes, service_ports
+from devcluster.addons.ingress.routes import is_ours, nginx_conf, routes
 from devcluster.common.informer import ENDPOINT_SLICES, INGRESSES, SERVICES, Informer, request
 
 log = logging.getLogger("devcluster.addons.ingress")
@@ -42,14 +42,9 @@ class IngressController:
     def _render(self) -> str:
         ingresses, services, slices = (i.snapshot() for i in self.informers)
         found = routes(ingresses, services, slices)
-        proxied = service_ports(services, slices)
         summary = ", ".join(f"{r.host or '*'}{r.path} -> {len(r.upstreams)}" for r in found) or "none"
-        log.info(
-            "routes: %s; services: %s",
-            summary,
-            ", ".join(f"{p.service} {p.listen} -> {len(p.upstreams)}" for p in proxied) or "none",
-        )
-        return nginx_conf(found, f"{self.host}:{self.port}", self.run_dir, services=proxied)
+        log.info("routes: %s", summary)
+        return nginx_conf(found, f"{self.host}:{self.port}", self.run_dir)
 
     def _nginx(self, *args: str) -> list[str]:
         return [str(self.nginx), "-p", str(self.run_dir), "-c", str(self.conf), *args]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devcluster.common.podnet import dial_address, loopback_twin
+from devcluster.common.podnet import on_real_node
 
 Obj = dict[str, Any]
 
@@ -25,7 +25,7 @@ class Route:
     namespace: str
     service: str
     port: str  # the Service port, by name or number
-    upstreams: tuple[str, ...]  # ready endpoints as "address:port" (loopback twins)
+    upstreams: tuple[str, ...]  # ready endpoints as "address:port" (pods on the real nodes)
 
     @property
     def upstream_name(self) -> str:
@@ -54,7 +54,7 @@ def _service_port(service: Obj | None, wanted: dict[str, Any]) -> Obj | None:
 
 
 def ready_upstreams(service_port: Obj, slices: list[Obj]) -> tuple[str, ...]:
-    """Ready endpoints of the Service port, as the dial addresses of the pods behind them."""
+    """Ready endpoints of the Service port on the real nodes (KWOK's pods have nothing to dial)."""
     name = service_port.get("name", "")
     out: set[str] = set()
     for endpoint_slice in slices:
@@ -65,9 +65,8 @@ def ready_upstreams(service_port: Obj, slices: list[Obj]) -> tuple[str, ...]:
             if (endpoint.get("conditions") or {}).get("ready") is False:
                 continue
             for address in endpoint.get("addresses", []):
-                target = dial_address(address)
-                if target is not None:
-                    out.add(f"{target}:{ports[0]['port']}")
+                if on_real_node(address):
+                    out.add(f"{address}:{ports[0]['port']}")
     return tuple(sorted(out))
 
 
@@ -123,53 +122,6 @@ def routes(ingresses: list[Obj], services: list[Obj], slices: list[Obj]) -> list
     return out
 
 
-@dataclass(frozen=True)
-class ServicePort:
-    """A Service port as kube-proxy would serve it: at the twin of its ClusterIP."""
-
-    namespace: str
-    service: str
-    listen: str  # "address:port"
-    upstreams: tuple[str, ...]
-
-    @property
-    def upstream_name(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_]", "_", f"svc__{self.namespace}__{self.service}__{self.listen}")
-
-
-def service_ports(services: list[Obj], slices: list[Obj]) -> list[ServicePort]:
-    """Every port of the Services that select pods on the process nodes (ready or not), so that
-    those pods can reach each other by Service; Services of KWOK's pods are left out."""
-    slices_of = slices_by_service(slices)
-    out = []
-    for service in services:
-        meta, spec = service["metadata"], service.get("spec", {})
-        listen_ip = loopback_twin(str(spec.get("clusterIP", "")))
-        own = slices_of.get((meta["namespace"], meta["name"]), [])
-        on_process_nodes = any(
-            loopback_twin(a) for s in own for e in s.get("endpoints") or [] for a in e.get("addresses", [])
-        )
-        if listen_ip is None or not on_process_nodes:
-            continue
-        for port in spec.get("ports", []):
-            if port.get("protocol", "TCP") != "TCP":
-                continue
-            out.append(
-                ServicePort(meta["namespace"], meta["name"], f"{listen_ip}:{port['port']}", ready_upstreams(port, own))
-            )
-    return out
-
-
-def _service_server(port: ServicePort) -> str:
-    if port.upstreams:
-        action = f"proxy_pass http://{port.upstream_name}; proxy_set_header Host $http_host;"
-    else:
-        action = (
-            f'default_type text/plain; return 503 "no ready endpoint for service {port.namespace}/{port.service}\\n";'
-        )
-    return f"    server {{\n        listen {port.listen};\n        location / {{ {action} }}\n    }}\n"
-
-
 def _location(route: Route) -> str:
     if route.upstreams:
         action = (
@@ -185,15 +137,12 @@ def _location(route: Route) -> str:
     return f"        location {match} {{\n            {action}\n        }}\n"
 
 
-def nginx_conf(
-    all_routes: list[Route], listen: str, run_dir: Path, workers: int = 2, services: list[ServicePort] | None = None
-) -> str:
-    """The Ingress routes on `listen`, and each of `services` on its own address. Connections to
+def nginx_conf(all_routes: list[Route], listen: str, run_dir: Path, workers: int = 2) -> str:
+    """The Ingress routes on `listen`. Connections to
     the pods are not kept alive: a replica that drains after SIGTERM closes them, and a request
     on a closing keep-alive connection could be lost; a refused connection (a replica gone) is
     retried on the next endpoint, which is safe even for POST."""
     upstreams = {r.upstream_name: r.upstreams for r in all_routes if r.upstreams}
-    upstreams.update({p.upstream_name: p.upstreams for p in services or [] if p.upstreams})
     hosts: dict[str, list[Route]] = {}
     for route in all_routes:
         hosts.setdefault(route.host, []).append(route)
@@ -208,7 +157,6 @@ def nginx_conf(
         blocks.append(
             f"    server {{\n        listen {listen}{listen_flags};\n        server_name {names};\n{locations}    }}\n"
         )
-    blocks.extend(_service_server(p) for p in sorted(services or [], key=lambda p: p.listen))
     default = (
         ""
         if "" in hosts

@@ -8,7 +8,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from devcluster.common.podnet import REAL_POD_NETWORK, dial_address, real_node_cidr
+from devcluster.common.podnet import REAL_POD_NETWORK, real_node_cidr
 from devcluster.common.routes import RANGES
 from devcluster.nodes.real import config
 from devcluster.nodes.real.config import RealNode
@@ -79,11 +79,7 @@ def test_the_kubelet_runs_on_cgroup_v1_and_is_reached_only_with_the_clusters_ca(
     assert f"--node-ip={NODE.node_ip}" in argv
 
 
-def test_requests_go_to_a_real_pod_itself_and_to_a_process_pods_twin() -> None:
-    assert dial_address("10.246.1.7") == "10.246.1.7"
-    assert dial_address("10.245.1.7") == "127.245.1.7"
-    assert dial_address("10.244.0.9") is None  # KWOK's: nothing listens
-    assert dial_address("not-an-ip") is None
+def test_the_real_pod_range_is_blackholed_beyond_its_bridges() -> None:
     assert REAL_POD_NETWORK in RANGES
 
 
@@ -104,7 +100,8 @@ def test_each_kubelet_has_its_own_device_plugin_folder_and_pod_logs() -> None:
 
 def test_a_gpu_node_registers_nvidias_labels_and_the_gpu_taint() -> None:
     cpu, gpu = REAL_NODES
-    assert real_node_labels(cpu) == {REAL_NODE_LABEL: "true"} and real_node_taints(cpu) == [REAL_NODE_TAINT]
+    assert real_node_labels(cpu) == {REAL_NODE_LABEL: "true", "type": "real"}
+    assert real_node_taints(cpu) == [REAL_NODE_TAINT]
     labels = real_node_labels(gpu)
     assert labels[GPU_PRESENT_LABEL] == "true" and labels["nvidia.com/gpu.count"] == str(gpu.gpus)
     assert real_node_taints(gpu) == [REAL_NODE_TAINT, "nvidia.com/gpu=present:NoSchedule"]
