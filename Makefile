@@ -24,8 +24,10 @@ $(PEERS_STAMP): $(VENV_STAMP) bench/peers/requirements.txt
 		> "$$(.venv-peers/bin/python -c 'import site; print(site.getsitepackages()[0])')/zz-recmodel-venv.pth"
 	@touch $@
 
-cluster-build: venv
-	$(PY) -m devcluster build
+# The Go builds need only the standard library, so they do not wait for the venv: `make test`
+# runs both at once (on a cold machine the venv's downloads overlap the compiling).
+cluster-build:
+	python3 -m devcluster.build
 
 cluster-up: venv
 	$(PY) -m devcluster up
@@ -49,7 +51,9 @@ format: venv
 	.venv/bin/ruff check --fix .
 
 # Every test: unit, serving (real model-server processes), integration and e2e (local control plane).
-test: venv cluster-build lint
+test:
+	$(MAKE) --no-print-directory -j2 venv cluster-build
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest tests
 
 test-fast: venv
