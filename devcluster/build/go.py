@@ -141,11 +141,6 @@ BUILD_WORKERS = 2
 _COLD_MINUTES = {"kubernetes": 10, "keda": 8.5, "prometheus": 6, "kserve": 3, "kwok": 2, "helm": 2}
 
 
-def _longest_first(components: list[Component]) -> list[Component]:
-    names = {id(c): name for name, c in COMPONENTS.items()}
-    return sorted(components, key=lambda c: -_COLD_MINUTES.get(names[id(c)], 1))
-
-
 def build_all() -> Path:
     """Builds whatever is missing; returns the folder with the binaries. One build at a time per
     cache: a second `devcluster build` (`make manifests` needs helm) waits for the first, then
@@ -155,11 +150,14 @@ def build_all() -> Path:
     go_binary()
     with (out_dir / ".build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        missing = [c for c in COMPONENTS.values() if any(not (out_dir / n).exists() for n in c.binaries())]
-        for component in missing:  # apt takes one install at a time: before the builds start
-            debian.install(component.cgo_packages)
+        missing = sorted(
+            (name for name, c in COMPONENTS.items() if any(not (out_dir / n).exists() for n in c.binaries())),
+            key=lambda name: -_COLD_MINUTES.get(name, 1),  # longest first
+        )
+        for name in missing:  # apt takes one install at a time: before the builds start
+            debian.install(COMPONENTS[name].cgo_packages)
         with ThreadPoolExecutor(max_workers=BUILD_WORKERS, thread_name_prefix="go-build") as pool:
-            for done in [pool.submit(_build_component, c, out_dir) for c in _longest_first(missing)]:
+            for done in [pool.submit(_build_component, COMPONENTS[name], out_dir) for name in missing]:
                 done.result()  # the first failure stops the build with its error
         _write_kwok_stages()
         nginx_binary()

@@ -29,6 +29,7 @@ from devcluster.build.versions import VEGETA_VERSION, bin_dir
 from devcluster.common.stopping import stop_process
 from devcluster.harness.fixtures import Tools
 from devcluster.harness.testing import (
+    PULL_TIMEOUT,
     apply,
     condition,
     get_json,
@@ -221,7 +222,6 @@ def load_for(metric: str, endpoint: Endpoint, body: Path, workdir: Path) -> Abst
 
 # Each replica's share of the real node: four fit in its two cores beside what else runs there.
 REPLICA_RESOURCES = {"cpu": "250m", "memory": "1Gi"}
-PULL_TIMEOUT = 600  # a cold node pulls the image (gigabytes) first
 
 
 def scaled_model(tools: Tools, namespace: str, obj: dict[str, Any], image: str, storage_uri: str) -> Endpoint:

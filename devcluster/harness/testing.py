@@ -34,6 +34,7 @@ from devcluster.nodes.specs import REAL_PLACEMENT
 # the renderer, so the tests check what the operator renders against what the cluster expects.
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
+PULL_TIMEOUT = 600  # seconds for a real node's pod to be Ready: a cold node pulls the server image (gigabytes) first
 THIRD_PARTY_CRDS_DIR = REPO_ROOT / "tests" / "third_party" / "crds"  # copied with their source and licence noted there
 CHART = REPO_ROOT / "charts" / "recmodel-operator"
 # KServe's and KEDA's own CRDs come with their controllers (devcluster installs them from the same

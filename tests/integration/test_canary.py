@@ -24,6 +24,7 @@ import orjson
 from devcluster.harness.fixtures import Tools
 from devcluster.harness.servers import scraped
 from devcluster.harness.testing import (
+    PULL_TIMEOUT,
     OperatorProcess,
     apply,
     get_json,
@@ -53,7 +54,6 @@ def host(namespace: str) -> str:
     return f"ranker.{namespace}.shop.example"
 
 
-PULL_TIMEOUT = 600  # a cold node pulls the image first
 STABLE, CANARY = "v1", "v8"  # the models' folders on the claim
 
 

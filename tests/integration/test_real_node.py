@@ -29,6 +29,7 @@ from devcluster.common.ports import free_ports
 from devcluster.common.processes import Layout
 from devcluster.harness.fixtures import Tools
 from devcluster.harness.testing import (
+    PULL_TIMEOUT,
     OperatorProcess,
     apply,
     get_json,
@@ -51,7 +52,6 @@ NODE = REAL_NODES[0]
 (GPU_NODE,) = [spec for spec in REAL_NODES if spec.gpus]
 NODE_IP = str(real_node_cidr(NODE.index).network_address + 1)  # the node's bridge: pods reach it
 MEMORY_LIMIT = 2 * 1024**3
-PULL_TIMEOUT = 600  # a cold node pulls the image (gigabytes: torch with CUDA) first
 
 
 def _server_pod(image: str, model_dir: Path) -> dict[str, Any]:

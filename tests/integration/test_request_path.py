@@ -23,6 +23,7 @@ from devcluster.addons.prometheus import Prometheus
 from devcluster.harness.fixtures import Tools
 from devcluster.harness.servers import scraped
 from devcluster.harness.testing import (
+    PULL_TIMEOUT,
     OperatorProcess,
     apply,
     get_json,
@@ -38,7 +39,6 @@ from devcluster.harness.testing import (
 from recmodel_handlers.tools.samples import make_request
 
 BODY = orjson.dumps({"instances": [make_request(1000)]})
-PULL_TIMEOUT = 600  # a cold node pulls the image (gigabytes: torch with CUDA) first
 
 
 def host(namespace: str) -> str:
