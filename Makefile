@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.installed
 PEERS_STAMP := .venv-peers/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv peers demo test test-fast lint format bench bench-quick bench-operator operator cluster-build cluster-up cluster-down images crd manifests clean
+.PHONY: venv peers demo test test-fast lint format bench bench-quick bench-operator operator cluster-build cluster-up cluster-down images images-local crd manifests clean
 
 venv: $(VENV_STAMP)
 
@@ -40,6 +40,11 @@ cluster-down: venv
 images: venv cluster-build
 	$(PY) -m devcluster images
 
+# The same builds without the push (the registry is a Go-built binary): `make test` runs them
+# beside the Go builds, and the tests' push then finds them built.
+images-local: venv
+	$(PY) -m devcluster images --no-push
+
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
@@ -51,9 +56,10 @@ format: venv
 	.venv/bin/ruff check --fix .
 
 # Every test: unit, serving (real model-server processes), integration and e2e (local control plane).
+# On a cold machine the Go builds, the venv, the images and the lint overlap (each waits on
+# the network or the disk part of the time).
 test:
-	$(MAKE) --no-print-directory -j2 venv cluster-build
-	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory -j3 venv cluster-build images-local lint
 	$(PY) -m pytest tests
 
 test-fast: venv

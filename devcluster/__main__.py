@@ -12,9 +12,14 @@ from devcluster.images import build as images
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__)
     parser.add_argument("command", choices=["build", "images", "up", "down", "status"])
+    parser.add_argument(
+        "--no-push", action="store_true", help="images: build into the local store only (no registry needed)"
+    )
     args = parser.parse_args()
     if args.command == "build":
         print(build_all())
+    elif args.command == "images" and args.no_push:
+        print("\n".join(images.build_only()))
     elif args.command == "images":
         for built in images.build_all():
             print(built.reference)

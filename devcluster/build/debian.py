@@ -4,7 +4,10 @@ archive."""
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
+
+from devcluster.build.versions import cache_root
 
 
 def missing(packages: tuple[str, ...]) -> list[str]:
@@ -12,11 +15,18 @@ def missing(packages: tuple[str, ...]) -> list[str]:
 
 
 def install(packages: tuple[str, ...]) -> None:
-    """Installs whichever of `packages` is missing (refreshing apt's lists once if needed)."""
-    wanted = missing(packages)
-    if not wanted:
+    """Installs whichever of `packages` is missing (refreshing apt's lists once if needed). One
+    install at a time: `make test` builds the Go binaries and the images at once, and each may
+    need a package (apt fails at once on a held lock instead of waiting)."""
+    if not missing(packages):
         return
-    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *wanted]
-    if subprocess.run(command, check=False, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
-        subprocess.run(command, check=True)
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with (cache_root() / ".apt.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        wanted = missing(packages)
+        if not wanted:
+            return
+        command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *wanted]
+        if subprocess.run(command, check=False, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
+            subprocess.run(command, check=True)

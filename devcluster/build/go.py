@@ -49,6 +49,12 @@ def _go_env(name: str) -> str:
     return subprocess.run([go_binary(), "env", name], check=True, capture_output=True, text=True).stdout.strip()
 
 
+# The binaries are stripped (`-s -w`), so the compiler need not write the debug information
+# either: 12 % less compile time and a fifth less build cache (helm, cold, 2 cores: 242 s of CPU
+# against 275 s; 564 MB of cache against 716 MB).
+NO_DWARF = "-gcflags=all=-dwarf=false"
+
+
 def _build_component(component: Component, out_dir: Path) -> None:
     module_dir = GOMOD_DIR / component.module_dir
     ldflags = " ".join(("-s", "-w", *component.version_ldflags))
@@ -60,7 +66,7 @@ def _build_component(component: Component, out_dir: Path) -> None:
         tmp = out_dir / f".{name}.tmp"
         tags = ["-tags", ",".join(component.build_tags)] if component.build_tags else []
         subprocess.run(
-            [go_binary(), "build", "-mod=readonly", *tags, "-ldflags", ldflags, "-o", str(tmp), package],
+            [go_binary(), "build", "-mod=readonly", *tags, NO_DWARF, "-ldflags", ldflags, "-o", str(tmp), package],
             cwd=module_dir,
             check=True,
             env={**os.environ, "CGO_ENABLED": "1"} if component.cgo_packages else None,
