@@ -55,6 +55,31 @@ def test_request_rules_are_applied(server_url: str) -> None:
     assert max(counts.values()) <= 2
 
 
+def test_brand_seller_and_stock_rules_hold_on_every_answer(server_url: str) -> None:
+    """One item per brand, no seller above a quarter of the slots, nothing out of stock: on
+    each of 30 requests, and an explanation names the rule that kept each higher-scored item out."""
+    for seed in range(30):
+        request = make_request(300, seed=seed, top_k=20, maxPerBrand=1, maxSellerShare=0.25)
+        for n, candidate in enumerate(request["candidates"]):
+            candidate["seller"] = f"seller-{n % 5}"
+            candidate["inStock"] = n % 7 != 0
+        sent = {c["id"]: c for c in request["candidates"]}
+        answer = predict(server_url, "ranker", request)["predictions"][0]
+        shown = [sent[i] for i in ids(answer)]
+        assert len(shown) == 20
+        assert all(c["inStock"] for c in shown)
+        brands = [c["brand"] for c in shown]
+        assert len(set(brands)) == len(brands), brands
+        sellers = [c["seller"] for c in shown]
+        assert max(sellers.count(s) for s in sellers) <= 5, sellers
+    explained = httpx.post(f"{server_url}/v1/models/ranker:explain", json={"instances": [request]}, timeout=60)
+    assert explained.status_code == 200, explained.text
+    passed_over = explained.json()["explanations"][0]["passedOver"]
+    assert {p["rule"] for p in passed_over} <= {"maxPerBrand", "maxSellerShare", "inStock"}
+    assert any(p["rule"] == "inStock" for p in passed_over)
+    assert all(not sent[p["id"]]["inStock"] for p in passed_over if p["rule"] == "inStock")
+
+
 BAD_REQUESTS = [
     (b"{not json", "body: is not valid JSON"),
     (json.dumps({"instances": [{"user": {"id": "u1"}}]}).encode(), "candidates"),
@@ -66,6 +91,13 @@ BAD_REQUESTS = [
     ),
     (b'{"instances": [{"candidates": [{"id": "a", "price": NaN}]}]}', "instances[0].candidates[0].price"),
     (json.dumps({"instances": [{"candidates": [{"id": "a"}], "topK": "ten"}]}).encode(), "topK"),
+    (json.dumps({"instances": [{"candidates": [{"id": "a"}], "maxPerBrand": 0}]}).encode(), "maxPerBrand"),
+    (json.dumps({"instances": [{"candidates": [{"id": "a"}], "maxSellerShare": 1.5}]}).encode(), "maxSellerShare"),
+    (json.dumps({"instances": [{"candidates": [{"id": "a", "seller": 7}]}]}).encode(), "candidates[0].seller"),
+    (
+        json.dumps({"instances": [{"candidates": [{"id": "a"}, {"id": "b", "inStock": "no"}]}]}).encode(),
+        "candidates[1].inStock",
+    ),
     (json.dumps({"instances": [make_request(1001)]}).encode(), "candidates"),
     (json.dumps({"instances": "all"}).encode(), "instances"),
 ]

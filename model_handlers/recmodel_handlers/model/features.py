@@ -97,11 +97,14 @@ class UserFeatures:
 @dataclass
 class CandidateFeatures:
     ids: list[str]
-    categories: list[str]
+    categories: list[str]  # "" where none; categories, brands and sellers are for the rules
+    brands: list[str]
     item: torch.Tensor
     category: torch.Tensor
     brand: torch.Tensor
     dense: torch.Tensor  # [N, len(item_dense)]
+    sellers: list[str] | None = None  # None when no candidate names one
+    out_of_stock: list[int] = field(default_factory=list)  # positions of `inStock: false` candidates
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,10 @@ class EncodedItems:
     the table does not know."""
 
     index: dict[str, int]
-    categories: np.ndarray  # category names (object), for the ranking rules
+    categories: np.ndarray  # category, brand and seller names (object), for the ranking rules
+    brands: np.ndarray
+    sellers: np.ndarray | None
+    out_of_stock: np.ndarray  # bool per row
     item: torch.Tensor  # hashed ids (the last row's is computed per request)
     category: torch.Tensor
     brand: torch.Tensor
@@ -122,6 +128,14 @@ class RankingRules:
     top_k: int
     exclude: frozenset[str] = field(default_factory=frozenset)
     max_per_category: int | None = None
+    max_per_brand: int | None = None
+    max_seller_share: float | None = None  # of the top-K slots, per seller
+
+    def seller_cap(self) -> int | None:
+        """The most slots one seller may take: the share of top-K, rounded down, at least 1."""
+        if self.max_seller_share is None:
+            return None
+        return max(1, math.floor(self.max_seller_share * self.top_k + 1e-9))
 
 
 @dataclass
@@ -172,6 +186,8 @@ _STR_OR_INT = {str, int}
 _OPTIONAL_STR = {str, type(None)}
 _OPTIONAL_DICT = {dict, type(None)}
 _OPTIONAL_NUMBER = {float, int, type(None)}
+_OPTIONAL_BOOL = {bool, type(None)}
+_NONE = {type(None)}
 _EMPTY: dict[str, Any] = {}
 
 
@@ -203,8 +219,9 @@ def _raise_duplicate(ids: list[str]) -> NoReturn:
     raise AssertionError("no duplicate found")
 
 
-ItemTable = dict[str, Doc]  # item id -> its candidate fields (category, brand, price, features)
-ITEM_FIELDS = ("category", "brand", "price", "features")
+ItemTable = dict[str, Doc]  # item id -> its candidate fields (category, brand, seller, price, ...)
+MODEL_FIELDS = ("category", "brand", "price", "features")  # what the scorer reads
+ITEM_FIELDS = (*MODEL_FIELDS, "seller", "inStock")  # and what only the rules read
 
 
 def build_item_table(docs: Iterable[Doc]) -> ItemTable:
@@ -260,9 +277,14 @@ class FeatureEncoder:
         except RequestError:
             return None  # a table entry the checks refuse: such requests take the slow path
         dense = encoded.dense
+        out_of_stock = np.zeros(len(encoded.ids) + 1, dtype=bool)
+        out_of_stock[encoded.out_of_stock] = True
         return EncodedItems(
             index={item_id: row for row, item_id in enumerate(encoded.ids)},
             categories=np.array([*encoded.categories, ""], dtype=object),
+            brands=np.array([*encoded.brands, ""], dtype=object),
+            sellers=None if encoded.sellers is None else np.array([*encoded.sellers, ""], dtype=object),
+            out_of_stock=out_of_stock,
             item=torch.cat([encoded.item, torch.zeros(1, dtype=encoded.item.dtype)]),
             category=torch.cat([encoded.category, torch.zeros(1, dtype=encoded.category.dtype)]),
             brand=torch.cat([encoded.brand, torch.zeros(1, dtype=encoded.brand.dtype)]),
@@ -355,6 +377,9 @@ class FeatureEncoder:
         return CandidateFeatures(
             ids=ids,
             categories=table.categories[rows].tolist(),
+            brands=table.brands[rows].tolist(),
+            sellers=None if table.sellers is None else table.sellers[rows].tolist(),
+            out_of_stock=np.flatnonzero(table.out_of_stock[rows]).tolist(),
             item=item,
             category=table.category[at],
             brand=table.brand[at],
@@ -367,6 +392,8 @@ class FeatureEncoder:
             ids: list[Any] = list(map(dict.__getitem__, candidates, repeat("id")))
             categories: list[Any] = list(map(dict.get, candidates, repeat("category")))
             brands: list[Any] = list(map(dict.get, candidates, repeat("brand")))
+            sellers: list[Any] = list(map(dict.get, candidates, repeat("seller")))
+            stock: list[Any] = list(map(dict.get, candidates, repeat("inStock")))
             prices: list[Any] = list(map(dict.get, candidates, repeat("price")))
             features: list[Any] = list(map(dict.get, candidates, repeat("features")))
         except (KeyError, TypeError):
@@ -382,6 +409,9 @@ class FeatureEncoder:
         if "" in distinct:
             self._raise_first_error(candidates)
         if not set(map(type, categories)) <= _OPTIONAL_STR or not set(map(type, brands)) <= _OPTIONAL_STR:
+            self._raise_first_error(candidates)
+        seller_types, stock_types = set(map(type, sellers)), set(map(type, stock))
+        if not seller_types <= _OPTIONAL_STR or not stock_types <= _OPTIONAL_BOOL:
             self._raise_first_error(candidates)
         feature_types = set(map(type, features))
         if not feature_types <= _OPTIONAL_DICT or not set(map(type, prices)) <= _OPTIONAL_NUMBER:
@@ -409,6 +439,9 @@ class FeatureEncoder:
         return CandidateFeatures(
             ids=ids,
             categories=categories if None not in categories else [c or "" for c in categories],
+            brands=brands if None not in brands else [b or "" for b in brands],
+            sellers=None if seller_types == _NONE else [x or "" for x in sellers],
+            out_of_stock=[] if stock_types <= _NONE else [i for i, x in enumerate(stock) if x is False],
             item=self._item.many(ids),
             category=self._category.many(categories),
             brand=self._brand.many(brands),
@@ -424,7 +457,7 @@ class FeatureEncoder:
             if kind is str or kind is int:
                 known = items.get(str(candidate))
                 out.append({**known, "id": candidate} if known else {"id": candidate})
-            elif kind is dict and items and len(candidate) <= len(ITEM_FIELDS):  # one that sends all is taken as sent
+            elif kind is dict and items and len(candidate) <= len(MODEL_FIELDS):  # id + all four: taken as sent
                 known = items.get(str(candidate.get("id")))
                 if known is None:
                     out.append(candidate)
@@ -450,9 +483,11 @@ class FeatureEncoder:
                 raise RequestError(f"candidates[{i}].id", "must be a string")
             if cid == "":
                 raise RequestError(f"candidates[{i}].id", "must not be empty")
-            for name in ("category", "brand"):
+            for name in ("category", "brand", "seller"):
                 if type(candidate.get(name)) not in _OPTIONAL_STR:
                     raise RequestError(f"candidates[{i}].{name}", "must be a string")
+            if type(candidate.get("inStock")) not in _OPTIONAL_BOOL:
+                raise RequestError(f"candidates[{i}].inStock", "must be true or false")
             price = candidate.get("price")
             if price is not None and (not _is_number(price) or price < 0):
                 raise RequestError(f"candidates[{i}].price", f"must be {NUMBER}, >= 0")
@@ -473,10 +508,24 @@ class FeatureEncoder:
         exclude = doc.get("exclude") or []
         if type(exclude) is not list or any(type(x) is not str for x in exclude):
             raise RequestError("exclude", "must be a list of candidate ids (strings)")
-        cap = doc.get("maxPerCategory")
-        if cap is not None and (type(cap) is not int or cap < 1):
-            raise RequestError("maxPerCategory", "must be an integer >= 1")
-        return RankingRules(top_k=top_k, exclude=frozenset(exclude), max_per_category=cap)
+        caps = {}
+        for name in ("maxPerCategory", "maxPerBrand"):
+            cap = doc.get(name)
+            if cap is not None and (type(cap) is not int or cap < 1):
+                raise RequestError(name, "must be an integer >= 1")
+            caps[name] = cap
+        share = doc.get("maxSellerShare")
+        if share is not None and (not _is_number(share) or not 0 < share <= 1):
+            raise RequestError(
+                "maxSellerShare", "must be a number in (0, 1]: the most of the top-K one seller may hold"
+            )
+        return RankingRules(
+            top_k=top_k,
+            exclude=frozenset(exclude),
+            max_per_category=caps["maxPerCategory"],
+            max_per_brand=caps["maxPerBrand"],
+            max_seller_share=None if share is None else float(share),
+        )
 
     def encode(self, doc: object) -> EncodedRequest:
         if type(doc) is not dict:

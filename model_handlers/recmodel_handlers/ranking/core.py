@@ -177,7 +177,7 @@ class RankingCore:
         return np.asarray(torch.sigmoid(logits.float()).cpu().numpy())
 
     def finish(self, encoded: EncodedRequest, scores: np.ndarray) -> Doc:
-        items = rank_items(encoded.candidates.ids, encoded.candidates.categories, scores, encoded.rules)
+        items = rank_items(encoded.candidates, scores, encoded.rules)
         return request.prediction(items, self.name, self.version)
 
     def explain(self, docs: list[Any]) -> list[Doc]:
@@ -191,7 +191,12 @@ class RankingCore:
         batch = self.score(encoded)
         results = []
         for one, scores in zip(encoded, batch.scores, strict=True):
-            ranked = self.finish(one, scores)
+            passed_over: list[tuple[str, str]] = []
+            ranked = request.prediction(
+                rank_items(one.candidates, scores, one.rules, passed_over), self.name, self.version
+            )
+            if passed_over:  # higher-scored candidates a rule kept out of the list, and which rule
+                ranked["passedOver"] = [{"id": item_id, "rule": rule} for item_id, rule in passed_over]
             position = {cid: i for i, cid in enumerate(one.candidates.ids)}
             shown = ranked["items"][:MAX_EXPLAINED]
             if not shown:  # every candidate excluded: nothing to explain, as :predict answers

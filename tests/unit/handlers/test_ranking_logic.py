@@ -6,21 +6,81 @@ import asyncio
 
 import numpy as np
 import pytest
+import torch
 
-from recmodel_handlers.model.features import RankingRules
+from recmodel_handlers.model.features import CandidateFeatures, RankingRules
 from recmodel_handlers.ranking.batching import MicroBatcher
 from recmodel_handlers.ranking.cache import LruTtlCache
 from recmodel_handlers.ranking.quality import auc, ndcg_at_k
 from recmodel_handlers.ranking.rules import rank_items
 
 
+def _candidates(
+    ids: list[str],
+    categories: list[str],
+    brands: list[str] | None = None,
+    sellers: list[str] | None = None,
+    out_of_stock: list[int] | None = None,
+) -> CandidateFeatures:
+    empty = torch.zeros(len(ids), dtype=torch.int64)
+    return CandidateFeatures(
+        ids=ids,
+        categories=categories,
+        brands=brands or [""] * len(ids),
+        item=empty,
+        category=empty,
+        brand=empty,
+        dense=torch.zeros(len(ids), 4),
+        sellers=sellers,
+        out_of_stock=out_of_stock or [],
+    )
+
+
+def _ranked(
+    candidates: CandidateFeatures, scores: list[float], rules: RankingRules
+) -> tuple[list[str], list[tuple[str, str]]]:
+    passed: list[tuple[str, str]] = []
+    items = rank_items(candidates, np.array(scores), rules, passed)
+    return [i["id"] for i in items], passed
+
+
 def test_rank_items_applies_exclusions_cap_and_top_k() -> None:
-    ids = ["a", "b", "c", "d", "e"]
-    categories = ["x", "x", "x", "y", "y"]
-    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
-    items = rank_items(ids, categories, scores, RankingRules(top_k=3, exclude=frozenset({"a"}), max_per_category=1))
-    assert [i["id"] for i in items] == ["b", "d"]
-    assert [i["id"] for i in rank_items(ids, categories, scores, RankingRules(top_k=2))] == ["a", "b"]
+    candidates = _candidates(["a", "b", "c", "d", "e"], ["x", "x", "x", "y", "y"])
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5]
+    ids, passed = _ranked(candidates, scores, RankingRules(top_k=3, exclude=frozenset({"a"}), max_per_category=1))
+    assert ids == ["b", "d"]
+    assert passed == [("a", "exclude"), ("c", "maxPerCategory"), ("e", "maxPerCategory")]
+    assert _ranked(candidates, scores, RankingRules(top_k=2)) == (["a", "b"], [])
+
+
+def test_brand_cap_seller_share_and_stock_each_name_their_rule() -> None:
+    ids = [f"i{n}" for n in range(8)]
+    candidates = _candidates(
+        ids,
+        categories=[""] * 8,  # no category: never capped
+        brands=["p", "p", "q", "q", "r", "", "", "s"],
+        sellers=["s1", "s1", "s1", "s2", "s2", "s1", "s3", "s3"],
+        out_of_stock=[2],
+    )
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    # top 4, one item per brand, no seller above half the slots (2 of 4), i2 out of stock
+    rules = RankingRules(top_k=4, max_per_category=1, max_per_brand=1, max_seller_share=0.5)
+    got, passed = _ranked(candidates, scores, rules)
+    assert got == ["i0", "i3", "i4", "i5"]
+    assert passed == [("i1", "maxPerBrand"), ("i2", "inStock")]
+    # every rule holds on the answer
+    sellers = [candidates.sellers[ids.index(i)] for i in got]  # type: ignore[index]
+    assert max(sellers.count(s) for s in set(sellers)) <= rules.seller_cap() == 2
+    # a quarter of 4 slots: one per seller; the list ends short when the rules leave no more
+    got, passed = _ranked(candidates, scores, RankingRules(top_k=4, max_seller_share=0.25))
+    assert got == ["i0", "i3", "i6"]
+    assert passed == [
+        ("i1", "maxSellerShare"),
+        ("i2", "inStock"),
+        ("i4", "maxSellerShare"),
+        ("i5", "maxSellerShare"),
+        ("i7", "maxSellerShare"),
+    ]
 
 
 def test_cache_expires_and_evicts() -> None:
