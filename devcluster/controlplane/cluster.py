@@ -401,6 +401,18 @@ def _default_service_account(layout: Layout) -> bool:
     return _kubectl_ok(layout, "get", "serviceaccount", "default", "-n", "default")
 
 
+def _refuse_while_another_has_the_real_nodes(layout: Layout) -> None:
+    """Refuses to start while another running cluster has the real nodes (a second test run in
+    another checkout, say): it would take over their sockets and ports halfway and both runs'
+    pods would fail slowly. A stopped or crashed owner's claim is taken over."""
+    holder = real_node.owner()
+    if holder is not None and holder != layout.root and is_running(Layout(holder)):
+        raise RuntimeError(
+            f"the real nodes on this machine belong to the running cluster at {holder}; only one "
+            f"cluster at a time can have them. Stop that one first: DEVCLUSTER_DIR={holder} python -m devcluster down"
+        )
+
+
 def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo:
     """Starts the cluster unless it is already running; returns how to reach it. Its add-ons are
     KServe's controller, KEDA (operator and metrics API server) and Prometheus; without them it
@@ -410,7 +422,11 @@ def up(layout: Layout | None = None, *, with_addons: bool = True) -> ClusterInfo
     if is_running(layout):
         _log(f"already running at {info(layout).server}")
         return info(layout)
+    if with_addons:
+        _refuse_while_another_has_the_real_nodes(layout)
     down(layout, quiet=True)
+    if with_addons:
+        real_node.claim(layout.root)
     started = time.monotonic()
     bin_dir = build_all()
 
@@ -568,4 +584,5 @@ def down(layout: Layout | None = None, quiet: bool = False) -> None:
             _log(f"stopped {name} (pid {pid})")
     for node in real_nodes(layout, versions_bin_dir()):
         real_node.cleanup(node)  # the containers and mounts containerd and the kubelet leave
+    real_node.release(layout.root)
     layout.state.unlink(missing_ok=True)

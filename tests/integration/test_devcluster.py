@@ -12,8 +12,11 @@ import yaml
 
 from devcluster.addons.prometheus import Prometheus, Target, registered_targets
 from devcluster.build.versions import KUBERNETES_VERSION
+from devcluster.common.processes import Layout
+from devcluster.controlplane import cluster as control_plane
 from devcluster.harness.fixtures import Tools
 from devcluster.harness.testing import wait_for
+from devcluster.nodes.real import node as real_node
 
 pytestmark = pytest.mark.cluster
 
@@ -209,3 +212,16 @@ def test_no_packet_to_the_pod_or_service_ranges_can_leave_the_machine(cluster: T
         e for item in json.loads(ports.stdout)["nftables"] if "set" in item for e in item["set"].get("elem", [])
     ]
     assert api_port in elements, elements
+
+
+def test_a_second_cluster_is_refused_the_real_nodes_while_this_one_runs(cluster: Tools, tmp_path: Path) -> None:
+    """Their sockets, bridges and kubelet ports are the machine's: a second test run elsewhere
+    gets a clear refusal at once, and this cluster's real node is untouched."""
+    ours = control_plane.default_layout().root
+    assert real_node.owner() == ours
+    with pytest.raises(RuntimeError, match=f"belong to the running cluster at {ours}"):
+        control_plane.up(Layout(tmp_path / "second"))
+    assert real_node.owner() == ours
+    assert not (tmp_path / "second" / "state.json").exists()
+    node = _get(cluster, "node", "real-node-1")
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])

@@ -22,6 +22,28 @@ CNI_PLUGINS = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 
 DEBIAN_PACKAGES = ("containernetworking-plugins", "nftables", "iproute2")
 
+# Which cluster's layout holds the real nodes: their bridges, sockets, cgroups and kubelet
+# ports are the machine's, so a second cluster with real nodes would take them over halfway.
+OWNER_FILE = config.RUN_ROOT / "owner"
+
+
+def owner() -> Path | None:
+    """The layout root of the cluster that last started the real nodes on this machine."""
+    try:
+        return Path(OWNER_FILE.read_text().strip())
+    except FileNotFoundError:
+        return None
+
+
+def claim(layout_root: Path) -> None:
+    OWNER_FILE.parent.mkdir(parents=True, exist_ok=True)
+    OWNER_FILE.write_text(f"{layout_root}\n")
+
+
+def release(layout_root: Path) -> None:
+    if owner() == layout_root:
+        OWNER_FILE.unlink(missing_ok=True)
+
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
