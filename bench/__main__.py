@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bench import large, models, overload, report, serving
+from bench import large, models, overload, report, retrieval, serving
 from bench.stages import compute_floor
 from recmodel_handlers.tools.stage_bench import run as stage_run
 
@@ -308,6 +308,9 @@ def main() -> None:
 
     print(f"== overload ({time.monotonic() - started:.0f}s)", flush=True)
     results["overload"] = overload.run(model_dir, work, seconds=4.0 if args.quick else 8.0)
+
+    print(f"== retrieval ({time.monotonic() - started:.0f}s)", flush=True)
+    results["retrieval"] = retrieval.run(model_dir, args.quick)
 
     print(f"== large model ({time.monotonic() - started:.0f}s)", flush=True)
     large_dir = models.trained(work / "model-large", models.LARGE)

@@ -53,6 +53,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _errors(results["serving"])
     lines += _large(results.get("large"))
     lines += overload_table(results.get("overload"))
+    lines += retrieval_table(results.get("retrieval"))
     stages = results.get("stages")
     if stages:
         lines += ["", "**Where one in-process request goes** (1,000 candidates, fp32, median ms)", ""]
@@ -87,6 +88,37 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("operator"):
         lines += ["", operator_table(results["operator"], results.get("operator_killed"))]
     return "\n".join(lines) + "\n"
+
+
+def retrieval_table(retrieval: dict[str, Any] | None) -> list[str]:
+    """The catalog's index against the exact search, and the funnel against sending ids."""
+    if not retrieval:
+        return []
+    lines = [
+        "",
+        "**Retrieval** (index: faiss IVF, centered vectors; recall@100 against the exact search; one query at a time)",
+        "",
+        "| items | lists / probed | build s | files MB | recall@100 (worst) | index p50 / p99 ms | exact p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in retrieval["index"]:
+        lines.append(
+            f"| {r['items']:,} | {r['lists']} / {r['probes']} | {r['build_s']:.1f} | {sum(r['files_mb'].values()):.0f} | "
+            f"{r['recall@100']:.3f} ({r['worst_recall@100']:.2f}) | {r['index']['p50_ms']:.2f} / {r['index']['p99_ms']:.2f} | "
+            f"{r['exact']['p50_ms']:.2f} / {r['exact']['p99_ms']:.2f} |"
+        )
+    funnel = retrieval["funnel"]
+    lines += [
+        "",
+        f"Funnel in-process, top 20 of {funnel['candidates']:,} candidates, one request at a time:",
+        "",
+        "| path | p50 ms | p99 ms | request bytes |",
+        "|---|---|---|---|",
+    ]
+    for name in ("retrieve", "client sends ids"):
+        r = funnel[name]
+        lines.append(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['request_bytes']:,} |")
+    return lines
 
 
 def overload_table(overload: dict[str, Any] | None) -> list[str]:

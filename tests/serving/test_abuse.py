@@ -43,7 +43,7 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes, int, str]] = [
     ("instances not a list", "POST", V1, {}, b'{"instances": "all"}', 400, "instances"),
     ("empty instances", "POST", V1, {}, b'{"instances": []}', 400, "instances"),
     ("instance not an object", "POST", V1, {}, v1(5), 400, "instances[0]"),
-    ("no candidates", "POST", V1, {}, v1({"user": {"id": "u"}}), 400, "instances[0].candidates"),
+    ("retrieve too many", "POST", V1, {}, v1({"user": {"id": "u"}, "retrieve": 10**6}), 400, "instances[0].retrieve"),
     ("candidates not a list", "POST", V1, {}, v1({"candidates": "x"}), 400, "instances[0].candidates"),
     ("empty candidates", "POST", V1, {}, v1({"candidates": []}), 400, "instances[0].candidates"),
     ("candidate without id", "POST", V1, {}, v1({"candidates": [{"id": "a"}, {"price": 3}]}), 400, "candidates[1].id"),

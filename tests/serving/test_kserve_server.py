@@ -82,7 +82,8 @@ def test_brand_seller_and_stock_rules_hold_on_every_answer(server_url: str) -> N
 
 BAD_REQUESTS = [
     (b"{not json", "body: is not valid JSON"),
-    (json.dumps({"instances": [{"user": {"id": "u1"}}]}).encode(), "candidates"),
+    (json.dumps({"instances": [{"user": {"id": "u1"}, "candidates": []}]}).encode(), "candidates"),
+    (json.dumps({"instances": [{"user": {"id": "u1"}, "filters": {"minPrice": -1}}]}).encode(), "filters.minPrice"),
     (json.dumps({"instances": [{"candidates": [{"id": "a", "price": "cheap"}]}]}).encode(), "candidates[0].price"),
     (json.dumps({"instances": [{"candidates": [{"id": "a"}, {"price": 3}]}]}).encode(), "candidates[1].id"),
     (

@@ -37,7 +37,13 @@ BODIES: list[tuple[str, bytes]] = [
     ("empty instances", b'{"instances": []}'),
     ("instance not an object", v1(5)),
     ("instance null", v1(None)),
-    ("no candidates", v1({"user": {"id": "u"}})),
+    ("retrieve zero", v1({"user": {"id": "u"}, "retrieve": 0})),
+    ("retrieve a string", v1({"user": {"id": "u"}, "retrieve": "many"})),
+    ("filters a list", v1({"user": {"id": "u"}, "filters": ["shoes"]})),
+    ("unknown filter", v1({"user": {"id": "u"}, "filters": {"color": "red"}})),
+    ("categories a string", v1({"filters": {"categories": "shoes"}})),
+    ("negative minPrice", v1({"filters": {"minPrice": -1}})),
+    ("minPrice above maxPrice", v1({"filters": {"minPrice": 9, "maxPrice": 3}})),
     ("candidates not a list", v1({"candidates": "x"})),
     ("empty candidates", v1({"candidates": []})),
     ("candidate without id", v1({"candidates": [{"id": "a"}, {"price": 3}]})),
@@ -117,3 +123,12 @@ def test_both_still_answer_a_good_request_alike(kserve_url: str, torchserve_url:
     theirs = httpx.post(torchserve_url, content=v1(GOOD), headers=JSON, timeout=60)
     assert ours.status_code == theirs.status_code == 200
     assert ours.json() == theirs.json()
+
+
+def test_both_retrieve_alike_for_a_request_without_candidates(kserve_url: str, torchserve_url: str) -> None:
+    body = v1({"user": {"id": "user-3"}, "topK": 10, "filters": {"maxPrice": 60}})
+    ours = httpx.post(kserve_url, content=body, headers=JSON, timeout=60)
+    theirs = httpx.post(torchserve_url, content=body, headers=JSON, timeout=60)
+    assert ours.status_code == theirs.status_code == 200, ours.text[:300]
+    assert ours.json() == theirs.json()
+    assert len(ours.json()["predictions"][0]["items"]) == 10

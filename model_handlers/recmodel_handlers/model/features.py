@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import repeat
 from typing import Any, NoReturn
@@ -265,6 +265,14 @@ class FeatureEncoder:
         self._item_std = np.asarray(stats.item.std, dtype=np.float32)
         self._item_feature_names = schema.item_dense[1:]
         self._encoded_items = self._encode_item_table()
+        # Requests without candidates get theirs from here (`ranking.core` sets it when the
+        # package has a retrieval index): ids of the item table, for the request's user.
+        self.retriever: Callable[[UserFeatures, Doc, RankingRules], list[str]] | None = None
+
+    @property
+    def encoded_items(self) -> EncodedItems | None:
+        """The item table encoded, one row per item in its order, and a last row for unknown ids."""
+        return self._encoded_items
 
     def _encode_item_table(self) -> EncodedItems | None:
         """Every item of the table encoded once, as the slow path would encode it sent in full,
@@ -530,6 +538,9 @@ class FeatureEncoder:
     def encode(self, doc: object) -> EncodedRequest:
         if type(doc) is not dict:
             raise RequestError("instances[]", "each instance must be an object")
+        if doc.get("candidates") is None and self.retriever is not None:
+            user, rules = self.encode_user(doc), self.encode_rules(doc)
+            return EncodedRequest(user=user, candidates=self._from_table(self.retriever(user, doc, rules)), rules=rules)
         return EncodedRequest(
             user=self.encode_user(doc),
             candidates=self.encode_candidates(doc.get("candidates")),

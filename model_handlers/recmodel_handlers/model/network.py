@@ -123,6 +123,24 @@ class RankingModel(nn.Module):
         logits: torch.Tensor = self.scorer(users[owner], item, category, brand, item_dense)
         return logits
 
+    def item_vectors(
+        self, item: torch.Tensor, category: torch.Tensor, brand: torch.Tensor, dense: torch.Tensor
+    ) -> torch.Tensor:
+        """Retrieval's item side, from the scorer's own tables: the item's id, category and
+        brand rows plus its projected dense features (price, popularity, ...)."""
+        scorer = self.scorer
+        vectors: torch.Tensor = (
+            scorer.item(item) + scorer.category(category) + scorer.brand(brand) + scorer.dense(dense.to(torch.float32))
+        )
+        return vectors
+
+    def forward_with_retrieval(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward`'s logits and, for training, the retrieval logits u·v of the same candidates."""
+        user, segment, device, query, user_dense, owner, item, category, brand, item_dense = inputs
+        users = self.user_tower(user, segment, device, query, user_dense)[owner]
+        retrieval = (users * self.item_vectors(item, category, brand, item_dense)).sum(dim=1)
+        return self.scorer(users, item, category, brand, item_dense), retrieval
+
     def id_tables(self) -> dict[str, nn.Embedding]:
         """The user and item tables, by state_dict prefix: the ones that grow with the shop."""
         return {"user_tower.user": self.user_tower.user, "scorer.item": self.scorer.item}

@@ -8,6 +8,8 @@ feature_stats.json   normalization statistics from training
 validation.json      a small validation set (documents with true relevance) for the quality gate
 items.json           optional: each item's category, brand, price and features as of training,
                      so requests may send candidates as bare ids
+retrieval.faiss      with items.json: the catalog's retrieval index (faiss IVF) and its vectors,
+retrieval-vectors.npy  so requests may send no candidates at all (`model.retrieval`)
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from recmodel_handlers import FORMAT_VERSION
 from recmodel_handlers.errors import ModelDirError
 from recmodel_handlers.model.embeddings import advise_random, quantize_rows
-from recmodel_handlers.model.features import FeatureSchema, FeatureStats, ItemTable
+from recmodel_handlers.model.features import FeatureEncoder, FeatureSchema, FeatureStats, ItemTable
 from recmodel_handlers.model.network import ModelConfig, RankingModel
+from recmodel_handlers.model.retrieval import INDEX_FILE, VECTORS_FILE, IndexParameters, RetrievalIndex
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.pt"
@@ -32,7 +36,7 @@ STATS = "feature_stats.json"
 VALIDATION = "validation.json"
 ITEMS = "items.json"
 INT8_TABLES = "embeddings-int8.pt"
-OPTIONAL_FILES = (ITEMS, INT8_TABLES)
+OPTIONAL_FILES = (ITEMS, INT8_TABLES, INDEX_FILE, VECTORS_FILE)
 REQUIRED_FILES = (MANIFEST, WEIGHTS, STATS, VALIDATION)
 
 Doc = dict[str, Any]
@@ -51,6 +55,44 @@ class Package:
     manifest: dict[str, Any]
     items: ItemTable | None = None
     int8_tables: dict[str, dict[str, torch.Tensor]] | None = None  # state_dict prefix -> quantize_rows()
+    retrieval: RetrievalIndex | None = None  # rows in the order of `items`
+
+
+def catalog_vectors(model: RankingModel, stats: FeatureStats, items: ItemTable) -> np.ndarray:
+    """Every item of the table as retrieval sees it (`RankingModel.item_vectors`), in its order."""
+    encoded = FeatureEncoder(model.schema, stats, items=items).encoded_items
+    if encoded is None:
+        raise ModelDirError("the item table has entries the request checks refuse: no retrieval index")
+    last = len(encoded.item) - 1  # the last row is for unknown ids
+    with torch.no_grad():
+        vectors = model.item_vectors(
+            encoded.item[:last], encoded.category[:last], encoded.brand[:last], encoded.dense[:last]
+        )
+    return np.asarray(vectors.float().numpy())
+
+
+def user_vectors(model: RankingModel, stats: FeatureStats, docs: list[Doc]) -> np.ndarray:
+    """The user tower's vectors for the documents' users and contexts."""
+    encoder = FeatureEncoder(model.schema, stats)
+    users = [encoder.encode_user(doc) for doc in docs]
+    with torch.no_grad():
+        vectors = model.user_tower(
+            *(torch.cat([getattr(u, name) for u in users]) for name in ("user", "segment", "device", "query", "dense"))
+        )
+    return np.asarray(vectors.float().numpy())
+
+
+def build_retrieval(
+    model: RankingModel,
+    stats: FeatureStats,
+    items: ItemTable,
+    parameters: IndexParameters | None = None,
+    tune_on: list[Doc] | None = None,
+) -> RetrievalIndex:
+    """The catalog's retrieval index over `catalog_vectors`, its probes tuned on the users of
+    `tune_on` (the validation documents) unless `parameters` fix them."""
+    queries = user_vectors(model, stats, tune_on) if tune_on else None
+    return RetrievalIndex.build(catalog_vectors(model, stats, items), parameters, tune_on=queries)
 
 
 def save_package(
@@ -74,6 +116,7 @@ def save_package(
     (directory / VALIDATION).write_text(json.dumps(validation))
     if items is not None:
         (directory / ITEMS).write_text(json.dumps(items, separators=(",", ":")))
+        build_retrieval(model, stats, items, tune_on=validation).save(directory)
     manifest = {
         "formatVersion": FORMAT_VERSION,
         "name": name,
@@ -118,6 +161,7 @@ def load_package(directory: Path | str) -> Package:
         stats = FeatureStats.from_json(json.loads((directory / STATS).read_text()))
         validation = json.loads((directory / VALIDATION).read_text())
         items = json.loads((directory / ITEMS).read_text()) if (directory / ITEMS).is_file() else None
+        retrieval = RetrievalIndex.load(directory) if items and (directory / INDEX_FILE).is_file() else None
     except (ValueError, KeyError, TypeError) as error:
         raise ModelDirError(f"model directory {directory} is corrupt: {error!r}") from error
     # Built on the meta device and given the memory-mapped tensors themselves (assign=True):
@@ -149,4 +193,5 @@ def load_package(directory: Path | str) -> Package:
         manifest=manifest,
         items=items,
         int8_tables=int8,
+        retrieval=retrieval,
     )

@@ -19,9 +19,10 @@ import torch
 from recmodel_handlers.errors import QualityGateError
 from recmodel_handlers.model import inputs
 from recmodel_handlers.model.embeddings import release_pages
-from recmodel_handlers.model.features import EncodedRequest, FeatureEncoder
+from recmodel_handlers.model.features import EncodedRequest, FeatureEncoder, RankingRules, UserFeatures
 from recmodel_handlers.model.network import RankingModel
 from recmodel_handlers.model.package import Package, load_package
+from recmodel_handlers.model.retrieval import Catalog, parse_query
 from recmodel_handlers.ranking import request
 from recmodel_handlers.ranking.cache import LruTtlCache
 from recmodel_handlers.ranking.explain import EXPLAIN_METHOD, MAX_EXPLAINED, explain, groups_of
@@ -82,6 +83,14 @@ class RankingCore:
             max_bytes=settings.cache_max_bytes,
             size_of=lambda vector: vector.element_size() * vector.nelement() + 80,  # + tensor object
         )
+        self.catalog: Catalog | None = None
+        if package.retrieval is not None and package.items:
+            self.catalog = Catalog(
+                list(package.items),
+                [str(fields.get("category") or "") for fields in package.items.values()],
+                np.array([fields.get("price", np.nan) for fields in package.items.values()], dtype=np.float32),
+            )
+            self.encoder.retriever = self._retrieve
         self._warm_up()
 
     @classmethod
@@ -129,20 +138,36 @@ class RankingCore:
         return self.encoder.encode(doc)
 
     @torch.inference_mode()
+    def _user_vectors(self, users: list[UserFeatures]) -> torch.Tensor:
+        return self.model.user_tower(  # type: ignore[no-any-return]
+            torch.cat([u.user for u in users]).to(self.device),
+            torch.cat([u.segment for u in users]).to(self.device),
+            torch.cat([u.device for u in users]).to(self.device),
+            torch.cat([u.query for u in users]).to(self.device),
+            torch.cat([u.dense for u in users]).to(self.device),
+        )
+
+    def _retrieve(self, user: UserFeatures, doc: Doc, rules: RankingRules) -> list[str]:
+        """A request without candidates: the catalog's items nearest to its user's vector that
+        its filters and `exclude` allow. The vector is cached, so scoring them reuses it."""
+        assert self.catalog is not None and self.package.retrieval is not None
+        query = parse_query(doc, self.settings.retrieval_candidates, self.settings.max_candidates)
+        vector = self.cache.get(user.key)
+        if vector is None:
+            vector = self._user_vectors([user])[0].clone()
+            self.cache.put(user.key, vector)
+        allowed = self.catalog.allowed(query, rules.exclude)
+        rows = self.package.retrieval.search(vector.float().cpu().numpy(), query.candidates, allowed)
+        return [self.catalog.ids[row] for row in rows]
+
+    @torch.inference_mode()
     def score(self, requests: list[EncodedRequest]) -> ScoredBatch:
         """One forward pass over every candidate of every request; user vectors cached."""
         user_vectors: list[torch.Tensor | None] = [self.cache.get(r.user.key) for r in requests]
         hits = sum(v is not None for v in user_vectors)
         missing = [i for i, v in enumerate(user_vectors) if v is None]
         if missing:
-            users = [requests[i].user for i in missing]
-            fresh = self.model.user_tower(
-                torch.cat([u.user for u in users]).to(self.device),
-                torch.cat([u.segment for u in users]).to(self.device),
-                torch.cat([u.device for u in users]).to(self.device),
-                torch.cat([u.query for u in users]).to(self.device),
-                torch.cat([u.dense for u in users]).to(self.device),
-            )
+            fresh = self._user_vectors([requests[i].user for i in missing])
             for j, i in enumerate(missing):
                 user_vectors[i] = fresh[j]
                 # A copy: a view would keep the whole batch's storage alive in the cache.

@@ -123,6 +123,16 @@ def _candidate(world: World, item: int) -> Doc:
     }
 
 
+def catalog_table(world: World, start: int = 0, stop: int | None = None) -> dict[str, Doc]:
+    """The world's items (all, or rows start..stop) as an item table (id -> fields): the catalog
+    retrieval searches."""
+    table = {}
+    for item in range(start, world.n_items if stop is None else min(stop, world.n_items)):
+        fields = _candidate(world, item)
+        table[fields.pop("id")] = fields
+    return table
+
+
 def sample_documents(world: World, n_docs: int, candidates_per_doc: int, seed: int) -> list[Doc]:
     """Impressions: a user, a context and candidates (half popular, half random), with labels."""
     rng = np.random.default_rng(seed)

@@ -20,6 +20,9 @@ from recmodel_handlers.training.evaluate import evaluate, popularity_scores
 
 Doc = dict[str, Any]
 SPARSE_LR = 0.05  # row-wise Adagrad's rate for sparse tables
+# The retrieval logit (user·(item + category), `RankingModel.retrieval_logits`) is fitted to
+# the labels too, at this weight beside the ranker's loss: a two-tower model inside the ranker.
+RETRIEVAL_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def fit(
     """Minibatch training of `model` on `data` in place; returns the seconds it took.
 
     Tables with sparse gradients (`ModelConfig.sparse`) are trained by row-wise Adagrad, the
-    rest by Adam."""
+    rest by Adam. The loss is the ranker's plus the retrieval logit's (`RETRIEVAL_WEIGHT`)."""
     sparse = [table.weight for table in model.id_tables().values() if table.sparse]
     dense = [p for p in model.parameters() if all(p is not s for s in sparse)]
     optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=lr)]
@@ -124,7 +127,9 @@ def fit(
         total = 0.0
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            loss = loss_fn(model(*data.model_inputs(batch)), data.labels[batch])
+            logits, retrieval = model.forward_with_retrieval(*data.model_inputs(batch))
+            labels = data.labels[batch]
+            loss = loss_fn(logits, labels) + RETRIEVAL_WEIGHT * loss_fn(retrieval, labels)
             for optimizer in optimizers:
                 optimizer.zero_grad()
             loss.backward()
