@@ -80,6 +80,7 @@ class CoreSettings(FlagSettings):
     top_k: int = 50
     max_candidates: int = 1000
     max_request_candidates: int = 10_000  # over all documents of one HTTP request
+    retrieval: bool = True  # requests without candidates retrieve them (when the package has an index)
     retrieval_candidates: int = 500  # a request without candidates retrieves this many (`retrieve`)
 
 

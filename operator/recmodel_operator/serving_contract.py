@@ -27,6 +27,8 @@ def tuning_settings(spec: RecModelSpec) -> dict[str, str]:
         "top-k": str(spec.ranking.top_k),
         "max-candidates": str(spec.ranking.max_candidates),
         "max-request-candidates": str(spec.ranking.max_request_candidates),
+        "retrieval": "true" if spec.retrieval.enabled else "false",
+        "retrieval-candidates": str(spec.retrieval.candidates),
     }
 
 

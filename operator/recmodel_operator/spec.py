@@ -294,6 +294,25 @@ class CacheSpec(ApiModel):
     ttl_seconds: int = Field(300, ge=0, le=86400, description="Seconds an entry stays valid.")
 
 
+class RetrievalSpec(ApiModel):
+    """Requests without candidates: retrieved from the catalog index the package carries
+    (`recmodel train` builds it from the item table; docs/retrieval.md)."""
+
+    enabled: bool = Field(
+        True,
+        description="Retrieve for requests without candidates (when the package has an index); false: refuse them.",
+    )
+    candidates: int = Field(
+        500,
+        ge=1,
+        le=100000,
+        description="Candidates retrieved per request unless it says (retrieve); at most ranking.maxCandidates.",
+    )
+
+
+RETRIEVAL_FITS = "retrieval.candidates must not exceed ranking.maxCandidates"
+
+
 class CanaryAnalysisSpec(ApiModel):
     """Progressive delivery: the canary's share grows step by step while every threshold holds
     (read from Prometheus); it is promoted after the last step and rolled back to 0% as soon as
@@ -408,6 +427,12 @@ class RecModelSpec(ApiModel):
                     "(has(self.autoscaling.metric) && self.autoscaling.metric == 'latency')",
                     "message": SCALE_DOWN_WINDOW,
                 },
+                {
+                    "rule": "!has(self.retrieval) || !has(self.retrieval.candidates) || "
+                    "self.retrieval.candidates <= (has(self.ranking) && has(self.ranking.maxCandidates) ? "
+                    "self.ranking.maxCandidates : 1000)",
+                    "message": RETRIEVAL_FITS,
+                },
             ]
         }
     )
@@ -433,6 +458,9 @@ class RecModelSpec(ApiModel):
         default_factory=OptimizationSpec, description="Precision, compilation, quality gate."
     )
     cache: CacheSpec = Field(default_factory=CacheSpec, description="Per-user computation cache.")
+    retrieval: RetrievalSpec = Field(
+        default_factory=RetrievalSpec, description="Candidates from the catalog index for requests that send none."
+    )
     canary: CanarySpec | None = Field(None, description="Optional canary model version.")
     ingress: IngressSpec = Field(default_factory=IngressSpec, description="Ingress (backend standalone).")
     image: str = Field("", max_length=512, description="Overrides the model-server image.")
@@ -451,6 +479,8 @@ class RecModelSpec(ApiModel):
         window = self.autoscaling.scale_down_stabilization_seconds
         if window is not None and self.backend == "kserve" and self.autoscaling.metric != "latency":
             raise ValueError(SCALE_DOWN_WINDOW)
+        if self.retrieval.candidates > self.ranking.max_candidates:
+            raise ValueError(RETRIEVAL_FITS)
         return self
 
     @property

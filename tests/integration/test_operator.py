@@ -208,6 +208,11 @@ def test_standalone_unschedulable_pods_report_the_scheduler_reason(operator: Ope
             "steps must increase",
         ),
         ({"canary": {"storageUri": "s3://m/v8", "shadow": True}}, "need backend standalone"),
+        ({"retrieval": {"candidates": 2000}}, "retrieval.candidates must not exceed ranking.maxCandidates"),
+        (
+            {"ranking": {"maxCandidates": 300}, "retrieval": {"candidates": 400}},
+            "retrieval.candidates must not exceed ranking.maxCandidates",
+        ),
     ],
 )
 def test_invalid_specs_are_refused_by_the_api_server(

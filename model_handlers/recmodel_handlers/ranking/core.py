@@ -84,7 +84,7 @@ class RankingCore:
             size_of=lambda vector: vector.element_size() * vector.nelement() + 80,  # + tensor object
         )
         self.catalog: Catalog | None = None
-        if package.retrieval is not None and package.items:
+        if settings.retrieval and package.retrieval is not None and package.items:
             self.catalog = Catalog(
                 list(package.items),
                 [str(fields.get("category") or "") for fields in package.items.values()],

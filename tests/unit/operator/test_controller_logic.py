@@ -92,6 +92,7 @@ def test_a_normalised_field_is_applied_once_not_forever() -> None:
         ({"resources": {"cpu": "1Gi"}}, "binary suffix"),
         ({"autoscaling": {"minReplicas": 3, "maxReplicas": 2}}, "minReplicas must not exceed maxReplicas"),
         ({"ranking": {"topK": 100, "maxCandidates": 10}}, "topK must not exceed maxCandidates"),
+        ({"retrieval": {"candidates": 2000}}, "retrieval.candidates must not exceed ranking.maxCandidates"),
         ({"preprocessing": {"mode": "transformer"}, "backend": "standalone"}, "transformer needs backend kserve"),
         ({"runtime": "torchserve", "autoscaling": {"metric": "latency"}}, "runtime torchserve does not export"),
         (
