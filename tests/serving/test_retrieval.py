@@ -4,6 +4,7 @@ the exact search finds on a catalog of a million items."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from recmodel_handlers.model.package import build_retrieval
 from recmodel_handlers.model.retrieval import Catalog, RetrievalIndex, RetrievalQuery
 from recmodel_handlers.ranking.core import RankingCore
 from recmodel_handlers.settings import CoreSettings
+from recmodel_handlers.tools.samples import make_request
 from recmodel_handlers.training.data import CATEGORY_NAMES, catalog_table, make_world, sample_documents
 
 
@@ -129,3 +131,49 @@ def test_the_server_retrieves_for_a_request_without_candidates(server_url: str, 
         category = table[item["id"]]["category"]
         per_category[category] = per_category.get(category, 0) + 1
     assert max(per_category.values()) <= 3
+
+
+def _shop_request(seed: int, **rules: Any) -> dict[str, Any]:
+    request = make_request(200, seed=seed, top_k=20, **rules)
+    for n, candidate in enumerate(request["candidates"]):
+        candidate["seller"] = f"seller-{(n * 7 + seed) % 6}"
+    return request
+
+
+def _mean_similarity(core: RankingCore, request: dict[str, Any], shown: list[str]) -> float:
+    candidates = core.encoder.encode(request).candidates
+    position = {cid: i for i, cid in enumerate(candidates.ids)}
+    unit = core.item_vectors(candidates)(np.array([position[i] for i in shown]))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    return float((similarity.sum() - len(shown)) / (len(shown) * (len(shown) - 1)))
+
+
+def test_diversity_and_fairness_hold_on_every_answer_of_a_1000_request_run(server_url: str, core: RankingCore) -> None:
+    """1,000 requests through the server with MMR diversity, at most 2 items per brand and no
+    seller above a fifth of the slots: every answer keeps the caps; and diversity makes the
+    lists less alike inside (mean cosine similarity of their items' vectors) than the same
+    requests ranked without it."""
+    rules = {"diversity": 0.3, "maxPerBrand": 2, "maxSellerShare": 0.2}
+    requests = [_shop_request(seed, **rules) for seed in range(1000)]
+
+    def ask(request: dict[str, Any]) -> list[str]:
+        response = httpx.post(f"{server_url}/v1/models/ranker:predict", json={"instances": [request]}, timeout=60)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["predictions"][0]["items"]]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, requests))
+    for request, shown in zip(requests, answers, strict=True):
+        sent = {c["id"]: c for c in request["candidates"]}
+        assert len(shown) == 20
+        brands = [sent[i]["brand"] for i in shown]
+        sellers = [sent[i]["seller"] for i in shown]
+        assert max(map(brands.count, brands)) <= 2, brands
+        assert max(map(sellers.count, sellers)) <= 4, sellers
+
+    plain = [{k: v for k, v in r.items() if k != "diversity"} for r in requests[:50]]
+    plain_answers = [[i["id"] for i in result["items"]] for result in core.rank(plain)]
+    diverse = np.mean([_mean_similarity(core, r, a) for r, a in zip(requests[:50], answers[:50], strict=True)])
+    alike = np.mean([_mean_similarity(core, r, a) for r, a in zip(plain, plain_answers, strict=True)])
+    assert diverse < 0.85 * alike, (diverse, alike)  # measured: 0.038 against 0.053

@@ -73,6 +73,8 @@ BODIES: list[tuple[str, bytes]] = [
     ("topK true", v1({"candidates": [{"id": "a"}], "topK": True})),
     ("exclude not a list", v1({"candidates": [{"id": "a"}], "exclude": "a"})),
     ("exclude numbers", v1({"candidates": [{"id": "a"}], "exclude": [1, 2]})),
+    ("diversity above one", v1({"candidates": [{"id": "a"}], "diversity": 2})),
+    ("diversity a string", v1({"candidates": [{"id": "a"}], "diversity": "some"})),
     ("maxPerCategory -1", v1({"candidates": [{"id": "a"}], "maxPerCategory": -1})),
     ("maxPerCategory a string", v1({"candidates": [{"id": "a"}], "maxPerCategory": "2"})),
     ("user not an object", v1({"user": "u", "candidates": [{"id": "a"}]})),

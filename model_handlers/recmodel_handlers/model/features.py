@@ -130,6 +130,7 @@ class RankingRules:
     max_per_category: int | None = None
     max_per_brand: int | None = None
     max_seller_share: float | None = None  # of the top-K slots, per seller
+    diversity: float | None = None  # MMR's weight on dissimilarity to the items already chosen
 
     def seller_cap(self) -> int | None:
         """The most slots one seller may take: the share of top-K, rounded down, at least 1."""
@@ -527,12 +528,16 @@ class FeatureEncoder:
             raise RequestError(
                 "maxSellerShare", "must be a number in (0, 1]: the most of the top-K one seller may hold"
             )
+        diversity = doc.get("diversity")
+        if diversity is not None and (not _is_number(diversity) or not 0 <= diversity <= 1):
+            raise RequestError("diversity", "must be a number from 0 to 1: the weight MMR gives to unlike items")
         return RankingRules(
             top_k=top_k,
             exclude=frozenset(exclude),
             max_per_category=caps["maxPerCategory"],
             max_per_brand=caps["maxPerBrand"],
             max_seller_share=None if share is None else float(share),
+            diversity=float(diversity) if diversity else None,
         )
 
     def encode(self, doc: object) -> EncodedRequest:

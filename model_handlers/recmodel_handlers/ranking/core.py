@@ -19,7 +19,13 @@ import torch
 from recmodel_handlers.errors import QualityGateError
 from recmodel_handlers.model import inputs
 from recmodel_handlers.model.embeddings import release_pages
-from recmodel_handlers.model.features import EncodedRequest, FeatureEncoder, RankingRules, UserFeatures
+from recmodel_handlers.model.features import (
+    CandidateFeatures,
+    EncodedRequest,
+    FeatureEncoder,
+    RankingRules,
+    UserFeatures,
+)
 from recmodel_handlers.model.network import RankingModel
 from recmodel_handlers.model.package import Package, load_package
 from recmodel_handlers.model.retrieval import Catalog, parse_query
@@ -27,7 +33,7 @@ from recmodel_handlers.ranking import request
 from recmodel_handlers.ranking.cache import LruTtlCache
 from recmodel_handlers.ranking.explain import EXPLAIN_METHOD, MAX_EXPLAINED, explain, groups_of
 from recmodel_handlers.ranking.precision import GateResult, compiled, quality_gate, with_precision
-from recmodel_handlers.ranking.rules import rank_items
+from recmodel_handlers.ranking.rules import ItemVectors, rank_items
 from recmodel_handlers.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -201,8 +207,21 @@ class RankingCore:
         logits = self.model(*(t.to(self.device) for t in inputs.ordered(tensors)))
         return np.asarray(torch.sigmoid(logits.float()).cpu().numpy())
 
+    def item_vectors(self, candidates: CandidateFeatures) -> ItemVectors:
+        """The retrieval vectors of some of these candidates, for the diversity rule (MMR)."""
+        model = self.package.model
+        device = next(model.parameters()).device
+
+        @torch.inference_mode()
+        def of(rows: np.ndarray) -> np.ndarray:
+            at = torch.from_numpy(rows)
+            parts = (candidates.item[at], candidates.category[at], candidates.brand[at], candidates.dense[at])
+            return np.asarray(model.item_vectors(*(t.to(device) for t in parts)).float().cpu().numpy())
+
+        return of
+
     def finish(self, encoded: EncodedRequest, scores: np.ndarray) -> Doc:
-        items = rank_items(encoded.candidates, scores, encoded.rules)
+        items = rank_items(encoded.candidates, scores, encoded.rules, vectors=self.item_vectors(encoded.candidates))
         return request.prediction(items, self.name, self.version)
 
     def explain(self, docs: list[Any]) -> list[Doc]:
@@ -218,7 +237,9 @@ class RankingCore:
         for one, scores in zip(encoded, batch.scores, strict=True):
             passed_over: list[tuple[str, str]] = []
             ranked = request.prediction(
-                rank_items(one.candidates, scores, one.rules, passed_over), self.name, self.version
+                rank_items(one.candidates, scores, one.rules, passed_over, self.item_vectors(one.candidates)),
+                self.name,
+                self.version,
             )
             if passed_over:  # higher-scored candidates a rule kept out of the list, and which rule
                 ranked["passedOver"] = [{"id": item_id, "rule": rule} for item_id, rule in passed_over]

@@ -262,7 +262,13 @@ class RecModelServer(Model):  # type: ignore[misc]
             per_request = list(await asyncio.gather(*(self.batcher.submit(r) for r in parsed.requests)))
         started = time.perf_counter()
         results = [
-            ranking_request.prediction(rank_items(r.candidates, scores, r.rules), self.name, self.version)
+            ranking_request.prediction(
+                rank_items(
+                    r.candidates, scores, r.rules, vectors=self.core.item_vectors(r.candidates) if self.core else None
+                ),
+                self.name,
+                self.version,
+            )
             for r, scores in zip(parsed.requests, per_request, strict=True)
         ]
         m.STAGE_SECONDS.labels(model=self.name, stage="rank").observe(time.perf_counter() - started)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from recmodel_handlers.errors import RequestError
 from recmodel_handlers.model.features import CandidateFeatures, RankingRules
 from recmodel_handlers.ranking.batching import MicroBatcher
 from recmodel_handlers.ranking.cache import LruTtlCache
@@ -81,6 +82,35 @@ def test_brand_cap_seller_share_and_stock_each_name_their_rule() -> None:
         ("i5", "maxSellerShare"),
         ("i7", "maxSellerShare"),
     ]
+
+
+def test_diversity_picks_unlike_items_by_mmr_and_still_honours_caps() -> None:
+    """a, b and c are near copies (one direction), d and e point elsewhere: plain ranking takes
+    the copies first; MMR at weight 0.5 takes a, then the unlike d, then e before b."""
+    ids = ["a", "b", "c", "d", "e", "f"]
+    candidates = _candidates(ids, categories=["x", "x", "x", "y", "z", "y"], out_of_stock=[5])
+    scores = [0.9, 0.89, 0.88, 0.6, 0.5, 0.95]
+    directions = np.array([[1, 0, 0], [1, 0.01, 0], [1, 0, 0.01], [0, 1, 0], [0, 0, 1], [0, 1, 0]], dtype=np.float32)
+    asked: list[list[int]] = []
+
+    def vectors(rows: np.ndarray) -> np.ndarray:
+        asked.append(rows.tolist())
+        return directions[rows]
+
+    def ranked(rules: RankingRules) -> tuple[list[str], list[tuple[str, str]]]:
+        passed: list[tuple[str, str]] = []
+        return [i["id"] for i in rank_items(candidates, np.array(scores), rules, passed, vectors)], passed
+
+    assert ranked(RankingRules(top_k=3))[0] == ["a", "b", "c"]  # f scores best but is out of stock
+    got, passed = ranked(RankingRules(top_k=3, diversity=0.5))
+    assert got == ["a", "d", "e"]
+    assert ("f", "inStock") in passed and {("b", "diversity"), ("c", "diversity")} <= set(passed)
+    assert sorted(asked[-1]) == [0, 1, 2, 3, 4]  # the pool: what the filters left, best first
+    # a cap still holds inside MMR: one item per category, so the copies can never come back
+    got, _ = ranked(RankingRules(top_k=5, diversity=0.05, max_per_category=1))
+    assert got == ["a", "d", "e"]
+    with pytest.raises(RequestError, match="diversity"):
+        rank_items(candidates, np.array(scores), RankingRules(top_k=3, diversity=0.5))
 
 
 def test_cache_expires_and_evicts() -> None:
