@@ -52,6 +52,7 @@ EXPECTED_PHASE = {
     "checkout-recs": "Failed",  # a canary needs KServe's Knative mode: KnativeNotInstalled
     "gpu-home-feed": "Ready",
     "related-items-ranker": "Ready",  # its canary waits at step 1 for traffic (none here)
+    "home-feed-retrieval": "Ready",
 }
 
 

@@ -48,6 +48,7 @@ pytestmark = pytest.mark.cluster
             "05-latency-autoscaling.yaml",
             ["inferenceservice/similar-items-ranker", "scaledobject/similar-items-ranker-predictor"],
         ),
+        ("09-retrieval.yaml", ["inferenceservice/home-feed-retrieval"]),
     ],
 )
 def test_every_sample_produces_children_the_real_api_accepts(

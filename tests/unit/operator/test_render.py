@@ -65,6 +65,16 @@ def test_torchserve_runtime_uses_kserve_torchserve_with_settings_in_env() -> Non
     assert {"name": "RECMODEL_PRECISION", "value": "int8"} in model["env"]
 
 
+def test_retrieval_settings_reach_the_server_on_both_runtimes_and_backends() -> None:
+    spec = {**GPU_SPEC, "retrieval": {"enabled": False, "candidates": 300}}
+    args = children(spec)["InferenceService/home-feed-ranker"]["spec"]["predictor"]["model"]["args"]
+    assert "--retrieval=false" in args and "--retrieval-candidates=300" in args
+    torchserve = children({**spec, "runtime": "torchserve"})["InferenceService/home-feed-ranker"]
+    assert {"name": "RECMODEL_RETRIEVAL_CANDIDATES", "value": "300"} in torchserve["spec"]["predictor"]["model"]["env"]
+    standalone = children({**spec, "backend": "standalone"})["Deployment/home-feed-ranker-predictor"]
+    assert "--retrieval-candidates=300" in standalone["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_transformer_mode_adds_a_cpu_only_transformer() -> None:
     isvc = children({**GPU_SPEC, "preprocessing": {"mode": "transformer"}})["InferenceService/home-feed-ranker"]
     transformer = isvc["spec"]["transformer"]
