@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from recmodel_handlers.model.features import FeatureSchema
+from recmodel_handlers.model.features import FeatureSchema, UserFeatures
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,12 @@ class UserTower(nn.Module):
         parts = [self.user(user), self.segment(segment), self.device(device), query_vec, self.dense(dense)]
         user_vec: torch.Tensor = torch.relu(self.mlp(torch.cat(parts, dim=1)))
         return user_vec
+
+    def vectors(self, users: list[UserFeatures], device: torch.device | str = "cpu") -> torch.Tensor:
+        """The vectors of encoded users (`FeatureEncoder.encode_user`), one row each."""
+        fields = ("user", "segment", "device", "query", "dense")
+        vectors: torch.Tensor = self(*(torch.cat([getattr(u, name) for u in users]).to(device) for name in fields))
+        return vectors
 
 
 class ItemScorer(nn.Module):

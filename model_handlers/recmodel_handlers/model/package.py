@@ -74,11 +74,8 @@ def catalog_vectors(model: RankingModel, stats: FeatureStats, items: ItemTable) 
 def user_vectors(model: RankingModel, stats: FeatureStats, docs: list[Doc]) -> np.ndarray:
     """The user tower's vectors for the documents' users and contexts."""
     encoder = FeatureEncoder(model.schema, stats)
-    users = [encoder.encode_user(doc) for doc in docs]
     with torch.no_grad():
-        vectors = model.user_tower(
-            *(torch.cat([getattr(u, name) for u in users]) for name in ("user", "segment", "device", "query", "dense"))
-        )
+        vectors = model.user_tower.vectors([encoder.encode_user(doc) for doc in docs])
     return np.asarray(vectors.float().numpy())
 
 

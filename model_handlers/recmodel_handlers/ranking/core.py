@@ -145,13 +145,7 @@ class RankingCore:
 
     @torch.inference_mode()
     def _user_vectors(self, users: list[UserFeatures]) -> torch.Tensor:
-        return self.model.user_tower(  # type: ignore[no-any-return]
-            torch.cat([u.user for u in users]).to(self.device),
-            torch.cat([u.segment for u in users]).to(self.device),
-            torch.cat([u.device for u in users]).to(self.device),
-            torch.cat([u.query for u in users]).to(self.device),
-            torch.cat([u.dense for u in users]).to(self.device),
-        )
+        return self.model.user_tower.vectors(users, self.device)
 
     def _retrieve(self, user: UserFeatures, doc: Doc, rules: RankingRules) -> list[str]:
         """A request without candidates: the catalog's items nearest to its user's vector that
@@ -220,8 +214,12 @@ class RankingCore:
 
         return of
 
-    def finish(self, encoded: EncodedRequest, scores: np.ndarray) -> Doc:
-        items = rank_items(encoded.candidates, scores, encoded.rules, vectors=self.item_vectors(encoded.candidates))
+    def finish(
+        self, encoded: EncodedRequest, scores: np.ndarray, passed_over: list[tuple[str, str]] | None = None
+    ) -> Doc:
+        """The rules and top-K over one request's scores; `passed_over` as `rank_items` fills it."""
+        candidates = encoded.candidates
+        items = rank_items(candidates, scores, encoded.rules, passed_over, self.item_vectors(candidates))
         return request.prediction(items, self.name, self.version)
 
     def explain(self, docs: list[Any]) -> list[Doc]:
@@ -236,11 +234,7 @@ class RankingCore:
         results = []
         for one, scores in zip(encoded, batch.scores, strict=True):
             passed_over: list[tuple[str, str]] = []
-            ranked = request.prediction(
-                rank_items(one.candidates, scores, one.rules, passed_over, self.item_vectors(one.candidates)),
-                self.name,
-                self.version,
-            )
+            ranked = self.finish(one, scores, passed_over)
             if passed_over:  # higher-scored candidates a rule kept out of the list, and which rule
                 ranked["passedOver"] = [{"id": item_id, "rule": rule} for item_id, rule in passed_over]
             position = {cid: i for i, cid in enumerate(one.candidates.ids)}
